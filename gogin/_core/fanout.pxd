@@ -1,0 +1,145 @@
+# The fanout path: per-connection state (Conn), wire formats (Format: template applied once per
+# publish), the per-publish loop over subscribers and the corked writev flush.
+
+cimport cython
+from libc.stdint cimport int64_t, uint64_t
+from posix.uio cimport iovec
+
+from gogin._core.buffers cimport Frame, OutQueue
+from gogin._core.frames cimport WsParser
+from gogin._core.registry cimport Channel, SubList
+
+cdef enum ConnState:
+    CS_HEAD = 1          # reading a request head (also: idle keep-alive)
+    CS_BODY = 2          # reading a request body of known length
+    CS_PENDING = 3       # request handed to Python; waiting for respond/upgrade/...
+    CS_WEBSOCKET = 4     # upgraded: frames in, frames out
+    CS_STREAM = 5        # EventSource / chunked stream response in progress
+    CS_LONGPOLL = 6      # long-poll held until a message or the timeout
+    CS_CLOSING = 7       # last bytes queued; then half-close and linger until EOF or timeout
+    CS_CLOSED = 8
+
+cdef enum ConnFlag:
+    CF_DIRTY = 1         # on the dirty list (has bytes to flush this turn)
+    CF_WRITE_ARMED = 2   # WRITABLE interest set: waiting for the socket to drain
+    CF_SLOW = 4          # over the backpressure budget: to be closed after this publish
+    CF_KEEPALIVE = 8     # the current request allows keep-alive
+    CF_READ_PAUSED = 16  # READABLE interest dropped (buffer limit while pending)
+    CF_POST = 32         # on the post-publish list (slow close or long-poll completion)
+    CF_SHUT_WR = 64      # write side shut down (lingering close)
+    CF_RESUME = 128      # on the resume list (pipelined bytes to parse)
+    CF_ONESHOT = 256     # long-poll: the first message ends the subscription
+    CF_DELIVERED = 512   # long-poll: got its message in this publish
+
+cdef struct Conn:
+    int fd
+    int state                  # ConnState
+    unsigned int flags         # ConnFlag bits
+    int interest               # selector mask currently registered
+    uint64_t id                # unique per hub, never reused
+    OutQueue out
+    unsigned char *rbuf        # bytes of an incomplete head/body or of pipelined requests
+    Py_ssize_t rlen
+    Py_ssize_t rcap
+    Py_ssize_t body_need       # body bytes still expected in CS_BODY
+    WsParser ws
+    SubList subs
+    int64_t deadline           # timing wheel: next tick this conn must be looked at (0 = none)
+    int64_t ttl_at             # tick at which the subscription ends (0 = never)
+    int64_t ping_at            # next ping tick (0 = no pings)
+    int64_t ping_every         # ping period in ticks
+    int wslot                  # wheel slot, -1 when not on the wheel
+    Conn *wnext
+    Conn *wprev
+    Conn *dnext                # dirty list
+    Conn *pnext                # post-publish list
+    Conn *rnext                # resume list
+    void *obj                  # the Connection object (borrowed; the hub's table owns it)
+    int fmt                    # format of the connection's subscriptions
+    int close_code             # close code sent (WebSocket), 0 if none
+
+
+cdef enum FormatKind:
+    FK_WEBSOCKET = 1     # WebSocket text frame of the rendered template; binary messages raw
+    FK_EVENTSOURCE = 2   # text/event-stream event: id:, event:, data: lines, blank line
+    FK_STREAM = 3        # streaming body: a chunk (chunked) or the bytes as they are
+    FK_LONGPOLL = 4      # a whole HTTP response: head + Last-Modified/Etag/Content-Length + body
+
+
+cdef struct Message:
+    const unsigned char *data
+    Py_ssize_t len
+    bint binary
+    int64_t id
+    int64_t time
+    int tag
+    const unsigned char *event_id
+    Py_ssize_t event_id_len
+    const unsigned char *event_type
+    Py_ssize_t event_type_len
+    const unsigned char *channel
+    Py_ssize_t channel_len
+    const unsigned char *channel_json
+    Py_ssize_t channel_json_len
+    unsigned char *text_json   # JSON-escaped payload, computed on first need (owned by publish)
+    Py_ssize_t text_json_len
+
+
+@cython.final
+cdef class Format:
+    cdef readonly int index
+    cdef readonly int kind
+    cdef readonly bytes template
+    cdef readonly bytes head       # FK_LONGPOLL: status line + headers (no blank line)
+    cdef readonly bint chunked     # FK_STREAM: chunked transfer coding
+    cdef readonly bytes ping       # bytes of a ping (WS: ping frame payload; others: raw bytes)
+    cdef readonly bytes footer     # FK_STREAM: bytes sent when the stream ends
+    cdef bytes _lits               # the template's literal parts, concatenated
+    cdef int *_seg                 # segment kinds: 0 literal, else a TOKEN_* value
+    cdef Py_ssize_t *_off          # literal offset into _lits
+    cdef Py_ssize_t *_len          # literal length
+    cdef int _nseg
+    cdef bint _raw                 # template is exactly ~text~: the payload as it is
+    cdef bint _needs_json
+    cdef Frame *_ping_frame        # prebuilt ping, shared by every connection of this format
+
+    cdef Frame *render(self, Message *m) except? NULL
+    cdef Frame *ping_frame(self)
+    cdef _parse(self, bytes template)
+    cdef Py_ssize_t _body(self, Message *m, unsigned char *dst) noexcept
+    cdef void _fill(self, Message *m, unsigned char *dst, Py_ssize_t size) noexcept
+    cdef Frame *_longpoll(self, Message *m, Frame *body) except NULL
+
+
+cdef struct FanoutState:
+    Conn *dirty                # connections with bytes to flush this turn
+    Conn *post                 # connections to close (slow) or to finish (long-poll)
+    Py_ssize_t max_backpressure
+    bint drop_policy           # True: skip the message for a slow consumer; False: close it
+    Py_ssize_t queued_bytes    # bytes queued on every connection, not yet written
+    int64_t published          # publish() calls
+    int64_t queued_frames      # frame references appended to queues
+    int64_t delivered_frames   # frames completely written to sockets
+    int64_t delivered_bytes    # bytes written to sockets
+    int64_t dropped            # frames skipped under the drop policy
+    int64_t closed_slow        # connections closed under the close policy
+    int64_t writes             # sendmsg() calls (corking shows here)
+    int64_t frames_built       # frames rendered by publish (one per format per publish)
+    iovec iov[1024]            # scratch for the flush (IOV_MAX on Linux)
+
+
+cdef void fanout_init(FanoutState *st) noexcept nogil
+cdef void mark_dirty(FanoutState *st, Conn *c) noexcept nogil
+cdef void mark_post(FanoutState *st, Conn *c, unsigned int why) noexcept nogil
+# Append a reference of f to c's queue under the backpressure budget.  1 queued, 0 skipped.
+cdef int enqueue(FanoutState *st, Conn *c, Frame *f) noexcept nogil
+# Queue bytes no matter the budget (handshake answers, close frames, pongs).  -1 out of memory.
+cdef int enqueue_always(FanoutState *st, Conn *c, Frame *f) noexcept nogil
+cdef void drop_queue(FanoutState *st, Conn *c) noexcept nogil
+# Publish one message to every subscriber of ch.  Returns the number of connections it was
+# queued to.  `formats` is the hub's list of Format, indexed by Format.index.
+cdef Py_ssize_t fanout_publish(FanoutState *st, Channel ch, list formats, Message *m) except -1
+# Write as much of c's queue as the socket takes: 0 all written, 1 socket full, -1 error (errno)
+cdef int flush_conn(FanoutState *st, Conn *c) noexcept nogil
+# Frames of a single message to a single connection (WebSocket frame of any opcode)
+cdef Frame *ws_frame(int opcode, const unsigned char *data, Py_ssize_t n) noexcept nogil

@@ -1,0 +1,508 @@
+"""The fanout path: render once per wire format, share the bytes, cork per loop turn.
+
+Nothing here touches a Python object per subscriber: the loop walks the C arrays of the
+registry, appends a Frame pointer to each connection's OutQueue and links the connection on the
+dirty list; the hub flushes that list once per loop turn with one sendmsg per connection.
+"""
+
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING
+from libc.stdint cimport int64_t
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy, memset
+from libc.stdio cimport snprintf
+
+from gogin._core.buffers cimport (
+    Frame, frame_new, frame_from, frame_incref, frame_decref,
+    outq_push, outq_iov, outq_consume, outq_clear,
+)
+from gogin._core.frames cimport ws_write_header, GG_WS_MAX_HEADER, PING, BINARY, TEXT
+from gogin._core.registry cimport Channel, Group, json_escape_into, json_escaped_size
+from gogin._core.includes.sockets cimport (
+    msghdr, sendmsg, MSG_NOSIGNAL, errno, EAGAIN, EWOULDBLOCK, EINTR,
+    time_t, tm, gmtime_r, strftime, gg_would_block,
+)
+
+cdef enum Token:
+    TOKEN_LITERAL = 0
+    TOKEN_ID = 1
+    TOKEN_TEXT = 2
+    TOKEN_TEXT_JSON = 3
+    TOKEN_CHANNEL = 4
+    TOKEN_CHANNEL_JSON = 5
+    TOKEN_TIME = 6
+    TOKEN_TAG = 7
+    TOKEN_EVENT_ID = 8
+    TOKEN_EVENT_TYPE = 9
+    TOKEN_SIZE = 10
+
+TOKENS = {
+    b"~id~": TOKEN_ID, b"~text~": TOKEN_TEXT, b"~text-json~": TOKEN_TEXT_JSON,
+    b"~channel~": TOKEN_CHANNEL, b"~channel-json~": TOKEN_CHANNEL_JSON, b"~time~": TOKEN_TIME,
+    b"~tag~": TOKEN_TAG, b"~event-id~": TOKEN_EVENT_ID, b"~event-type~": TOKEN_EVENT_TYPE,
+    b"~size~": TOKEN_SIZE,
+}
+
+KINDS = {"websocket": FK_WEBSOCKET, "eventsource": FK_EVENTSOURCE, "stream": FK_STREAM,
+         "longpoll": FK_LONGPOLL}
+
+cdef enum:
+    STREAM_HEADROOM = 20       # "%x\r\n" of a chunk length: at most 16 hex digits + CRLF
+    NUM_MAX = 24               # room for a formatted int64
+
+
+# -- HTTP date of a message time (push-stream's ~time~), cached per second -----------------
+
+cdef time_t _date_sec = -1
+cdef char _date_buf[40]
+cdef Py_ssize_t _date_len = 0
+
+cdef Py_ssize_t http_date(int64_t t, const char **out) noexcept nogil:
+    global _date_sec, _date_len
+    cdef tm parts
+    cdef time_t tt = <time_t>t
+    if tt != _date_sec:
+        gmtime_r(&tt, &parts)
+        _date_len = strftime(_date_buf, sizeof(_date_buf), "%a, %d %b %Y %H:%M:%S GMT", &parts)
+        _date_sec = tt
+    out[0] = _date_buf
+    return _date_len
+
+
+def format_http_date(int64_t t):
+    cdef const char *p
+    cdef Py_ssize_t n = http_date(t, &p)
+    return p[:n].decode("ascii")
+
+
+# -- wire formats ----------------------------------------------------------------------------
+
+@cython.final
+cdef class Format:
+    """One wire format: a kind (websocket, eventsource, stream, longpoll) and a template.
+
+    Subscribers that share a Format share the bytes of every message: the template is applied
+    once per publish, whatever the number of subscribers.
+    """
+
+    def __cinit__(self, int index, str kind, template=b"~text~", *, bytes ping=b"",
+                  bytes head=b"", bint chunked=True, bytes footer=b""):
+        self._seg = NULL
+        self._off = NULL
+        self._len = NULL
+        self._ping_frame = NULL
+        if kind not in KINDS:
+            raise ValueError(f"unknown format kind {kind!r}; expected one of {sorted(KINDS)}")
+        if isinstance(template, str):
+            template = template.encode("utf-8")
+        self.index = index
+        self.kind = KINDS[kind]
+        self.template = template
+        self.head = head
+        self.chunked = chunked
+        self.ping = ping
+        self.footer = footer
+        self._parse(template)
+        if self.kind == FK_WEBSOCKET:
+            if len(ping) > 125:
+                raise ValueError("a WebSocket ping payload is at most 125 bytes (RFC 6455 §5.5)")
+            self._ping_frame = ws_frame(PING, <const unsigned char *>PyBytes_AS_STRING(ping), len(ping))
+        elif ping:
+            self._ping_frame = frame_from(<const unsigned char *>PyBytes_AS_STRING(ping), len(ping))
+        else:
+            self._ping_frame = NULL
+
+    def __dealloc__(self):
+        free(self._seg)
+        free(self._off)
+        free(self._len)
+        if self._ping_frame != NULL:
+            frame_decref(self._ping_frame)
+
+    cdef _parse(self, bytes template):
+        # split "~token~" markers out of the template; unknown ~words~ stay literal text
+        segs = []
+        lits = bytearray()
+        cdef Py_ssize_t i = 0, n = len(template), j
+        start = 0
+        while i < n:
+            if template[i] == 0x7e:          # '~'
+                j = template.find(b"~", i + 1)
+                if j > 0 and template[i:j + 1] in TOKENS:
+                    if i > start:
+                        segs.append((TOKEN_LITERAL, len(lits), i - start))
+                        lits += template[start:i]
+                    segs.append((TOKENS[template[i:j + 1]], 0, 0))
+                    i = j + 1
+                    start = i
+                    continue
+            i += 1
+        if n > start:
+            segs.append((TOKEN_LITERAL, len(lits), n - start))
+            lits += template[start:n]
+        self._lits = bytes(lits)
+        self._nseg = len(segs)
+        self._seg = <int *>malloc(max(1, self._nseg) * sizeof(int))
+        self._off = <Py_ssize_t *>malloc(max(1, self._nseg) * sizeof(Py_ssize_t))
+        self._len = <Py_ssize_t *>malloc(max(1, self._nseg) * sizeof(Py_ssize_t))
+        if self._seg == NULL or self._off == NULL or self._len == NULL:
+            raise MemoryError()
+        self._needs_json = False
+        for k, (kind, off, ln) in enumerate(segs):
+            self._seg[k] = kind
+            self._off[k] = off
+            self._len[k] = ln
+            if kind == TOKEN_TEXT_JSON:
+                self._needs_json = True
+        self._raw = self._nseg == 1 and self._seg[0] == TOKEN_TEXT
+
+    cdef Py_ssize_t _body(self, Message *m, unsigned char *dst) noexcept:
+        """Render the template into dst (or only measure it when dst is NULL)."""
+        cdef Py_ssize_t total = 0, n
+        cdef int k
+        cdef char num[NUM_MAX]
+        cdef const char *p
+        cdef const unsigned char *lits = <const unsigned char *>PyBytes_AS_STRING(self._lits)
+        for k in range(self._nseg):
+            p = NULL
+            tok = self._seg[k]
+            if tok == TOKEN_LITERAL:
+                p = <const char *>lits + self._off[k]
+                n = self._len[k]
+            elif tok == TOKEN_TEXT:
+                p = <const char *>m.data
+                n = m.len
+            elif tok == TOKEN_TEXT_JSON:
+                p = <const char *>m.text_json
+                n = m.text_json_len
+            elif tok == TOKEN_CHANNEL:
+                p = <const char *>m.channel
+                n = m.channel_len
+            elif tok == TOKEN_CHANNEL_JSON:
+                p = <const char *>m.channel_json
+                n = m.channel_json_len
+            elif tok == TOKEN_ID:
+                n = snprintf(num, NUM_MAX, "%lld", <long long>m.id)
+                p = num
+            elif tok == TOKEN_TAG:
+                n = snprintf(num, NUM_MAX, "%d", m.tag)
+                p = num
+            elif tok == TOKEN_SIZE:
+                n = snprintf(num, NUM_MAX, "%zd", m.len)
+                p = num
+            elif tok == TOKEN_TIME:
+                n = http_date(m.time, &p)
+            elif tok == TOKEN_EVENT_ID:
+                p = <const char *>m.event_id
+                n = m.event_id_len
+            elif tok == TOKEN_EVENT_TYPE:
+                p = <const char *>m.event_type
+                n = m.event_type_len
+            else:
+                n = 0
+            if dst != NULL and n > 0:
+                memcpy(dst + total, p, n)
+            total += n
+        return total
+
+    cdef Frame *render(self, Message *m) except? NULL:
+        cdef Py_ssize_t size, hl, extra
+        cdef Frame *f
+        cdef Frame *tmp
+        cdef char line[128]
+        if self._needs_json and m.text_json == NULL:
+            m.text_json_len = json_escaped_size(m.data, m.len)
+            m.text_json = <unsigned char *>malloc(m.text_json_len + 1)
+            if m.text_json == NULL:
+                raise MemoryError()
+            json_escape_into(m.data, m.len, m.text_json)
+        size = m.len if self._raw else self._body(m, NULL)
+
+        if self.kind == FK_WEBSOCKET:
+            f = frame_new(GG_WS_MAX_HEADER, size)
+            if f == NULL:
+                raise MemoryError()
+            self._fill(m, f.data, size)
+            hl = ws_write_header(f.data, TEXT, <unsigned long long>size, True)
+            f.data -= hl
+            f.len = size + hl
+            return f
+
+        if self.kind == FK_STREAM:
+            f = frame_new(STREAM_HEADROOM, size + 2)
+            if f == NULL:
+                raise MemoryError()
+            self._fill(m, f.data, size)
+            f.len = size
+            if self.chunked:
+                hl = snprintf(line, sizeof(line), "%zx\r\n", size)
+                f.data -= hl
+                memcpy(f.data, line, hl)
+                memcpy(f.data + hl + size, b"\r\n", 2)
+                f.len = hl + size + 2
+            return f
+
+        if self.kind == FK_LONGPOLL:
+            tmp = frame_new(0, size)
+            if tmp == NULL:
+                raise MemoryError()
+            self._fill(m, tmp.data, size)
+            tmp.len = size
+            f = self._longpoll(m, tmp)
+            frame_decref(tmp)
+            return f
+
+        # FK_EVENTSOURCE
+        tmp = frame_new(0, size)
+        if tmp == NULL:
+            raise MemoryError()
+        self._fill(m, tmp.data, size)
+        tmp.len = size
+        f = _eventsource(m, tmp.data, size)
+        frame_decref(tmp)
+        if f == NULL:
+            raise MemoryError()
+        return f
+
+    cdef void _fill(self, Message *m, unsigned char *dst, Py_ssize_t size) noexcept:
+        if self._raw:
+            memcpy(dst, m.data, size)
+        else:
+            self._body(m, dst)
+
+    cdef Frame *_longpoll(self, Message *m, Frame *body) except NULL:
+        cdef const char *date
+        cdef Py_ssize_t dlen = http_date(m.time, &date)
+        cdef char extra[256]
+        cdef Py_ssize_t hn = len(self.head)
+        cdef int en = snprintf(extra, sizeof(extra),
+                               "Last-Modified: %.*s\r\nEtag: W/%d\r\nContent-Length: %zd\r\n\r\n",
+                               <int>dlen, date, m.tag, body.len)
+        cdef Frame *f = frame_new(0, hn + en + body.len)
+        if f == NULL:
+            raise MemoryError()
+        memcpy(f.data, PyBytes_AS_STRING(self.head), hn)
+        memcpy(f.data + hn, extra, en)
+        memcpy(f.data + hn + en, body.data, body.len)
+        f.len = hn + en + body.len
+        return f
+
+    cdef Frame *ping_frame(self):
+        return self._ping_frame
+
+    def render_bytes(self, bytes payload, *, int64_t id=1, int64_t time=0, int tag=0,
+                     str channel="ch", bytes event_id=b"", bytes event_type=b"",
+                     bint binary=False):
+        """Render one message as this format would send it (tests, the Python layer)."""
+        cdef Message m
+        cdef bytes ch = channel.encode("utf-8")
+        from gogin._core.registry import escape_json
+        cdef bytes chj = escape_json(ch)
+        memset(&m, 0, sizeof(Message))
+        m.data = <const unsigned char *>PyBytes_AS_STRING(payload)
+        m.len = len(payload)
+        m.binary = binary
+        m.id = id
+        m.time = time
+        m.tag = tag
+        m.channel = <const unsigned char *>PyBytes_AS_STRING(ch)
+        m.channel_len = len(ch)
+        m.channel_json = <const unsigned char *>PyBytes_AS_STRING(chj)
+        m.channel_json_len = len(chj)
+        m.event_id = <const unsigned char *>PyBytes_AS_STRING(event_id)
+        m.event_id_len = len(event_id)
+        m.event_type = <const unsigned char *>PyBytes_AS_STRING(event_type)
+        m.event_type_len = len(event_type)
+        cdef Frame *f
+        try:
+            if binary and self.kind == FK_WEBSOCKET:
+                f = ws_frame(BINARY, m.data, m.len)
+            else:
+                f = self.render(&m)
+            out = f.data[:f.len]
+            frame_decref(f)
+            return out
+        finally:
+            free(m.text_json)
+
+    def __repr__(self):
+        return f"<Format #{self.index} kind={self.kind} template={self.template!r}>"
+
+
+cdef Frame *_eventsource(Message *m, const unsigned char *body, Py_ssize_t n) noexcept:
+    """text/event-stream event (HTML Living Standard §9.2.6): one data: line per body line."""
+    cdef Py_ssize_t i, lines = 1, size, o = 0
+    for i in range(n):
+        # CR, LF and CRLF each end a line for an EventSource parser
+        if body[i] == 10 or (body[i] == 13 and (i + 1 >= n or body[i + 1] != 10)):
+            lines += 1
+    size = lines * 7 + n + 1     # "data: " + "\n" per line, the body, the blank line
+    if m.event_id_len:
+        size += 5 + m.event_id_len   # "id: " + "\n"
+    if m.event_type_len:
+        size += 8 + m.event_type_len  # "event: " + "\n"
+    cdef Frame *f = frame_new(0, size)
+    if f == NULL:
+        return NULL
+    cdef unsigned char *d = f.data
+    if m.event_id_len:
+        memcpy(d + o, b"id: ", 4); o += 4
+        memcpy(d + o, m.event_id, m.event_id_len); o += m.event_id_len
+        d[o] = 10; o += 1
+    if m.event_type_len:
+        memcpy(d + o, b"event: ", 7); o += 7
+        memcpy(d + o, m.event_type, m.event_type_len); o += m.event_type_len
+        d[o] = 10; o += 1
+    memcpy(d + o, b"data: ", 6); o += 6
+    i = 0
+    while i < n:
+        if body[i] == 10 or body[i] == 13:
+            if body[i] == 13 and i + 1 < n and body[i + 1] == 10:
+                i += 1
+            d[o] = 10; o += 1
+            memcpy(d + o, b"data: ", 6); o += 6
+        else:
+            d[o] = body[i]; o += 1
+        i += 1
+    d[o] = 10; o += 1
+    d[o] = 10; o += 1
+    f.len = o
+    return f
+
+
+cdef Frame *ws_frame(int opcode, const unsigned char *data, Py_ssize_t n) noexcept nogil:
+    cdef Frame *f = frame_new(GG_WS_MAX_HEADER, n)
+    cdef Py_ssize_t hl
+    if f == NULL:
+        return NULL
+    if n:
+        memcpy(f.data, data, n)
+    hl = ws_write_header(f.data, opcode, <unsigned long long>n, True)
+    f.data -= hl
+    f.len = n + hl
+    return f
+
+
+# -- the per-publish loop and the flush ----------------------------------------------------
+
+cdef void fanout_init(FanoutState *st) noexcept nogil:
+    memset(st, 0, sizeof(FanoutState))
+
+
+cdef void mark_dirty(FanoutState *st, Conn *c) noexcept nogil:
+    if not (c.flags & CF_DIRTY):
+        c.flags |= CF_DIRTY
+        c.dnext = st.dirty
+        st.dirty = c
+
+
+cdef void mark_post(FanoutState *st, Conn *c, unsigned int why) noexcept nogil:
+    c.flags |= why
+    if not (c.flags & CF_POST):
+        c.flags |= CF_POST
+        c.pnext = st.post
+        st.post = c
+
+
+cdef int enqueue_always(FanoutState *st, Conn *c, Frame *f) noexcept nogil:
+    if outq_push(&c.out, f) < 0:
+        return -1
+    st.queued_bytes += f.len
+    st.queued_frames += 1
+    mark_dirty(st, c)
+    return 0
+
+
+cdef int enqueue(FanoutState *st, Conn *c, Frame *f) noexcept nogil:
+    # The budget counts bytes waiting in this connection's queue.  An empty queue always takes
+    # the frame, so one message larger than the budget still reaches a reader that keeps up.
+    if c.out.bytes > 0 and st.max_backpressure > 0 and c.out.bytes + f.len > st.max_backpressure:
+        if st.drop_policy:
+            st.dropped += 1
+        else:
+            mark_post(st, c, CF_SLOW)
+        return 0
+    if enqueue_always(st, c, f) < 0:
+        mark_post(st, c, CF_SLOW)    # out of memory: treat like a slow consumer
+        return 0
+    return 1
+
+
+cdef void drop_queue(FanoutState *st, Conn *c) noexcept nogil:
+    st.queued_bytes -= c.out.bytes
+    outq_clear(&c.out)
+
+
+cdef Py_ssize_t fanout_publish(FanoutState *st, Channel ch, list formats, Message *m) except -1:
+    """Queue message m to every subscriber of ch; see Hub.publish for the policy."""
+    cdef Py_ssize_t queued = 0, i
+    cdef int gi
+    cdef Group *g
+    cdef Format fmt
+    cdef Frame *f
+    cdef Frame *binary = NULL
+    cdef Conn *c
+    for gi in range(ch.ngroups):
+        g = &ch.groups[gi]
+        if g.n == 0:
+            continue
+        fmt = <Format>formats[g.fmt]
+        if m.binary and fmt.kind == FK_WEBSOCKET:
+            # binary messages go out as they are, one frame shared by every WebSocket format
+            if binary == NULL:
+                binary = ws_frame(BINARY, m.data, m.len)
+                if binary == NULL:
+                    raise MemoryError()
+                st.frames_built += 1
+            f = binary
+            frame_incref(f)
+        else:
+            f = fmt.render(m)
+            st.frames_built += 1
+        for i in range(g.n):
+            c = <Conn *>g.subs[i].conn
+            if c.state != CS_WEBSOCKET and c.state != CS_STREAM and c.state != CS_LONGPOLL:
+                continue
+            if c.flags & CF_SLOW:
+                continue
+            if c.flags & CF_ONESHOT:
+                # a long-poll takes its first message, then its subscription ends
+                if c.flags & CF_DELIVERED:
+                    continue
+                if enqueue_always(st, c, f) == 0:
+                    mark_post(st, c, CF_DELIVERED)
+                    queued += 1
+                continue
+            queued += enqueue(st, c, f)
+        frame_decref(f)
+    if binary != NULL:
+        frame_decref(binary)
+    return queued
+
+
+cdef int flush_conn(FanoutState *st, Conn *c) noexcept nogil:
+    cdef msghdr mh
+    cdef int n, k
+    cdef Py_ssize_t want, w
+    memset(&mh, 0, sizeof(msghdr))
+    while c.out.count > 0:
+        n = outq_iov(&c.out, st.iov, 1024)
+        want = 0
+        for k in range(n):
+            want += st.iov[k].iov_len
+        mh.msg_iov = st.iov
+        mh.msg_iovlen = n
+        w = sendmsg(c.fd, &mh, MSG_NOSIGNAL)
+        st.writes += 1
+        if w < 0:
+            if errno == EINTR:
+                continue
+            if gg_would_block(errno):
+                return 1
+            return -1
+        st.delivered_bytes += w
+        st.queued_bytes -= w
+        st.delivered_frames += outq_consume(&c.out, w)
+        if w < want:
+            return 1     # the socket buffer is full: wait for WRITABLE, skip a sure EAGAIN
+    return 0

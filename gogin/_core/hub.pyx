@@ -1,0 +1,1397 @@
+"""The Hub: the only class Python sees.  It owns every socket from accept() to close().
+
+One thread.  The selector's fd is added to the asyncio loop (``loop.add_reader(fd, hub.poll)``);
+``poll()`` waits without blocking and dispatches in C.  Python is called only at boundaries:
+a complete request head (``on_request``), a complete client message (``on_message``) and a
+connection that closed (``on_close``).  Timers (header timeout, pings, TTLs, long-poll
+timeouts, lingering closes) live in a coarse timing wheel driven by one asyncio timer.
+
+Lifetime rule: a Conn is a C struct inside its Connection object.  The hub's fd table owns the
+object while the socket is open; on close the reference moves to ``_closed`` and is released
+only at the end of a turn (``flush``), after the dirty, post and resume lists - which hold raw
+Conn pointers - have been drained.
+"""
+
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
+from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memcpy, memset, memmove
+
+from gogin._core.buffers cimport Frame, frame_from, frame_decref, outq_init, outq_clear
+from gogin._core.fanout cimport (
+    Conn, ConnState, FanoutState, Format, Message, fanout_init, fanout_publish, flush_conn,
+    mark_dirty, enqueue, enqueue_always, drop_queue, ws_frame,
+    CS_HEAD, CS_BODY, CS_PENDING, CS_WEBSOCKET, CS_STREAM, CS_LONGPOLL, CS_CLOSING, CS_CLOSED,
+    CF_DIRTY, CF_WRITE_ARMED, CF_SLOW, CF_KEEPALIVE, CF_READ_PAUSED, CF_POST, CF_SHUT_WR,
+    CF_RESUME, CF_ONESHOT, CF_DELIVERED, FK_WEBSOCKET, FK_STREAM,
+)
+from gogin._core.frames cimport (
+    WsParser, WsFrameEvent, ws_parser_init, ws_parser_free, ws_parser_feed,
+    WS_NONE, WS_MESSAGE, WS_PING, WS_PONG, WS_CLOSE, WS_ERROR, TEXT, BINARY, CLOSE, PONG,
+)
+from gogin._core.http cimport Request, HeadResult, parse_head
+from gogin._core.registry cimport Registry, Channel, Sub, sublist_init
+from gogin._core.selector cimport Selector, GG_READABLE, GG_WRITABLE, GG_NONE
+from gogin._core.includes.sockets cimport (
+    sockaddr, sockaddr_in, sockaddr_in6, socklen_t, accept4, recv, send, shutdown, close,
+    setsockopt, inet_ntop, ntohs, errno, timespec, clock_gettime, time,
+    SOCK_NONBLOCK, SOCK_CLOEXEC, SHUT_WR, MSG_NOSIGNAL, IPPROTO_TCP, TCP_NODELAY,
+    AF_INET, AF_INET6, EAGAIN, EWOULDBLOCK, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM,
+    ECONNABORTED, CLOCK_MONOTONIC, gg_would_block,
+)
+
+import errno as _errno
+import logging
+import socket as _socket
+
+from gogin._core.frames import accept_key
+from gogin._core.fanout import Format as _Format
+from gogin._core.buffers import frame_counters
+
+log = logging.getLogger("gogin.core")
+
+cdef enum:
+    RBUF_SIZE = 65536          # one recv() per readiness: fair to other connections
+    WHEEL_SLOTS = 1024         # timing wheel size (power of two)
+    WHEEL_MASK = 1023
+    ACCEPT_BATCH = 128         # accept() calls per listener readiness
+    FIRED_MAX = 1024           # selector events handled per poll()
+    PENDING_READ_MAX = 65536   # bytes buffered from a client while Python decides
+
+
+class CoreError(Exception):
+    """A call the connection's state does not allow (e.g. respond() after an upgrade)."""
+
+
+REASONS = {
+    100: "Continue", 101: "Switching Protocols", 200: "OK", 201: "Created", 202: "Accepted",
+    204: "No Content", 301: "Moved Permanently", 302: "Found", 304: "Not Modified",
+    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 411: "Length Required",
+    413: "Content Too Large", 414: "URI Too Long", 415: "Unsupported Media Type",
+    426: "Upgrade Required", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
+    500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+}
+
+STATE_NAMES = {CS_HEAD: "head", CS_BODY: "body", CS_PENDING: "pending",
+               CS_WEBSOCKET: "websocket", CS_STREAM: "stream", CS_LONGPOLL: "longpoll",
+               CS_CLOSING: "closing", CS_CLOSED: "closed"}
+
+# Answer to a connection past max_connections: sent once without waiting, then closed.
+cdef bytes OVERLOAD_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\n"
+                                b"X-Gogin-Explain: Too many connections.\r\n"
+                                b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+
+
+def build_head(int status, headers=(), Py_ssize_t content_length=-1, bint keep_alive=True):
+    """HTTP/1.1 response head as bytes (the body length, if given, adds Content-Length)."""
+    parts = [f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\n"]
+    for name, value in headers:
+        if "\r" in name or "\n" in name or "\r" in str(value) or "\n" in str(value):
+            raise ValueError(f"header {name!r} contains CR or LF")
+        parts.append(f"{name}: {value}\r\n")
+    if content_length >= 0:
+        parts.append(f"Content-Length: {content_length}\r\n")
+    if not keep_alive:
+        parts.append("Connection: close\r\n")
+    parts.append("\r\n")
+    return "".join(parts).encode("latin-1")
+
+
+cdef inline int64_t _monotonic_ms() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * 1000 + ts.tv_nsec // 1000000
+
+
+@cython.final
+cdef class Connection:
+    """A client connection, as Python sees it.  Methods act on it; the hub does the I/O."""
+    cdef Conn c
+    cdef Hub _hub
+    cdef public object data             # the Python layer's per-connection state
+    cdef object _publish_to             # channels a trusted publisher WebSocket feeds, or None
+    cdef bytes _timeout_response        # long-poll answer on timeout
+    cdef bytes _footer                  # stream footer
+    cdef bint _head_only                # the pending request is HEAD: no body in the answer
+    cdef char _addr[28]                 # peer sockaddr (in or in6), converted on demand
+    cdef socklen_t _alen
+    cdef object _peer
+    cdef Request _pending_request       # head read, body still arriving
+
+    def __cinit__(self):
+        memset(&self.c, 0, sizeof(Conn))
+        self.c.fd = -1
+        self.c.state = CS_CLOSED
+        self.c.wslot = -1
+        outq_init(&self.c.out)
+        sublist_init(&self.c.subs)
+        self._alen = 0
+
+    def __dealloc__(self):
+        # normally everything was released by Hub._close; this guards against a hub that died
+        free(self.c.rbuf)
+        self.c.rbuf = NULL
+        if self.c.out.items != NULL:
+            outq_clear(&self.c.out)
+        ws_parser_free(&self.c.ws)
+
+    @property
+    def id(self):
+        return self.c.id
+
+    @property
+    def fileno(self):
+        return self.c.fd
+
+    @property
+    def state(self):
+        return STATE_NAMES.get(self.c.state, "?")
+
+    @property
+    def closed(self):
+        return self.c.state == CS_CLOSED
+
+    @property
+    def queued_bytes(self):
+        return self.c.out.bytes
+
+    @property
+    def channels(self):
+        cdef Py_ssize_t i
+        return [(<Channel>self.c.subs.items[i].channel).name for i in range(self.c.subs.n)]
+
+    @property
+    def peer(self):
+        """(host, port) of the client, or None for a socket that is not TCP."""
+        cdef char buf[64]
+        cdef sockaddr_in *a4
+        cdef sockaddr_in6 *a6
+        if self._peer is None and self._alen:
+            a4 = <sockaddr_in *>self._addr
+            if a4.sin_family == AF_INET:
+                inet_ntop(AF_INET, &a4.sin_addr, buf, sizeof(buf))
+                self._peer = (buf.decode("ascii"), ntohs(a4.sin_port))
+            elif a4.sin_family == AF_INET6:
+                a6 = <sockaddr_in6 *>self._addr
+                inet_ntop(AF_INET6, &a6.sin6_addr, buf, sizeof(buf))
+                self._peer = (buf.decode("ascii"), ntohs(a6.sin6_port))
+        return self._peer
+
+    cdef inline bint _check(self, int want) except -1:
+        if self.c.state == CS_CLOSED or self.c.state == CS_CLOSING:
+            return False
+        if want and self.c.state != want:
+            raise CoreError(f"connection is {STATE_NAMES.get(self.c.state)}, "
+                            f"not {STATE_NAMES.get(want)}")
+        return True
+
+    def respond(self, int status, headers=(), body=b"", keep_alive=None):
+        """Answer the pending request.  Returns False if the client is already gone.
+
+        keep_alive None follows the request; the connection then reads the next request
+        (pipelined bytes included) or closes after the answer is written.
+        """
+        if not self._check(CS_PENDING):
+            return False
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        keep = bool(self.c.flags & CF_KEEPALIVE) if keep_alive is None else bool(keep_alive)
+        keep = keep and not self._hub._closing
+        head = build_head(status, headers, -1 if status < 200 or status in (204, 304) else len(body),
+                          keep)
+        data = head if (self._head_only or not body) else head + body
+        self._hub._send_bytes(&self.c, data)
+        if keep:
+            self._hub._to_head(&self.c)
+        else:
+            self._hub._begin_close(&self.c)
+        return True
+
+    def upgrade(self, channels=(), Format format=None, key=None, headers=(),
+                double ping_interval=0, double ttl=0, publish_to=None):
+        """Switch the pending request to WebSocket and subscribe it.
+
+        key: the client's Sec-WebSocket-Key (None: the handshake was done elsewhere, as for a
+        socket given with adopt()).  publish_to: channels every client message is published to
+        by the core itself, without calling Python (trusted publisher connections).
+        """
+        cdef Hub hub = self._hub
+        if not self._check(CS_PENDING):
+            return False
+        fmt = hub._formats[0] if format is None else format
+        if (<Format>fmt).kind != FK_WEBSOCKET:
+            raise CoreError("upgrade() needs a websocket format")
+        if key is not None:
+            hdrs = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                    ("Sec-WebSocket-Accept", accept_key(key))]
+            hdrs.extend(headers)
+            hub._send_bytes(&self.c, build_head(101, hdrs))
+        ws_parser_init(&self.c.ws, hub.max_message_size)
+        self.c.state = CS_WEBSOCKET
+        self._publish_to = list(publish_to) if publish_to else None
+        hub._subscribe_all(self, channels, fmt)
+        hub._start_timers(&self.c, ping_interval, ttl)
+        hub._queue_resume(&self.c)     # frames the client sent right after the head
+        return True
+
+    def start_stream(self, bytes head, channels=(), Format format=None,
+                     double ping_interval=0, double ttl=0, bytes footer=b""):
+        """Answer the pending request with `head` and keep it open as a stream (EventSource,
+        chunked streaming): messages of `channels` are appended in `format`."""
+        cdef Hub hub = self._hub
+        if not self._check(CS_PENDING):
+            return False
+        if format is None or format.kind == FK_WEBSOCKET:
+            raise CoreError("start_stream() needs a non-websocket format")
+        hub._send_bytes(&self.c, head)
+        self.c.state = CS_STREAM
+        self._footer = footer
+        hub._subscribe_all(self, channels, format)
+        hub._start_timers(&self.c, ping_interval, ttl)
+        return True
+
+    def hold(self, channels, Format format, double timeout, bytes timeout_response):
+        """Long-poll: wait for the first message of `channels` (sent in `format`, a whole HTTP
+        response) or send `timeout_response` after `timeout` seconds."""
+        cdef Hub hub = self._hub
+        if not self._check(CS_PENDING):
+            return False
+        self.c.state = CS_LONGPOLL
+        self.c.flags |= CF_ONESHOT
+        self._timeout_response = timeout_response
+        hub._subscribe_all(self, channels, format)
+        hub._start_timers(&self.c, 0, timeout)
+        return True
+
+    def subscribe(self, str channel, Format format=None):
+        """Add a channel to an upgraded/streaming connection.  False if already on it."""
+        if not self._check(0):
+            return False
+        if self.c.state not in (CS_WEBSOCKET, CS_STREAM, CS_LONGPOLL):
+            raise CoreError("subscribe() needs an upgraded or streaming connection")
+        fmt = self._hub._formats[self.c.fmt] if format is None else format
+        return self._hub._subscribe(self, channel, fmt)
+
+    def unsubscribe(self, str channel):
+        cdef Sub *s = self._hub._reg.find(&self.c.subs, channel)
+        if s == NULL:
+            return False
+        self._hub._reg.unsubscribe(&self.c.subs, s)
+        return True
+
+    def send(self, payload, bint binary=False):
+        """Send one message to this connection only: a WebSocket frame, or raw stream bytes."""
+        cdef Frame *f
+        cdef bytes data
+        if not self._check(0):
+            return False
+        data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
+        if self.c.state == CS_WEBSOCKET:
+            f = ws_frame(BINARY if binary else TEXT, <const unsigned char *>PyBytes_AS_STRING(data),
+                         len(data))
+        elif self.c.state == CS_STREAM:
+            f = frame_from(<const unsigned char *>PyBytes_AS_STRING(data), len(data))
+        else:
+            raise CoreError("send() needs a websocket or stream connection")
+        if f == NULL:
+            raise MemoryError()
+        self._hub._queue_frame(&self.c, f)
+        return True
+
+    def close(self, int code=1000, reason=""):
+        """Close: WebSocket with a close frame (code, reason), a stream with its footer,
+        anything else at once.  Queued bytes are written first."""
+        if not self._check(0):
+            return False
+        self._hub._close_gracefully(self, code, reason)
+        return True
+
+    def __repr__(self):
+        return f"<Connection #{self.c.id} fd={self.c.fd} {self.state} peer={self.peer}>"
+
+
+@cython.final
+cdef class Hub:
+    """Sockets, the registry, the fanout and the timers of one gogin node (one thread).
+
+    Callbacks (plain functions, called on the loop's thread):
+      on_request(conn, request)      a complete request head (+ body): answer with conn.respond,
+                                     conn.upgrade, conn.start_stream or conn.hold, now or later
+      on_message(conn, opcode, data) a complete client WebSocket message (not for publisher
+                                     connections, whose messages the core publishes itself)
+      on_close(conn, reason)         the connection is gone; its subscriptions are already removed
+    """
+    cdef Selector _sel
+    cdef Registry _reg
+    cdef FanoutState _fs
+    cdef list _formats
+    cdef public object on_request
+    cdef public object on_message
+    cdef public object on_close
+    cdef PyObject **_table          # fd -> Connection (owned reference)
+    cdef int _table_size
+    cdef dict _listeners            # fd -> socket.socket
+    cdef set _paused_listeners      # fds paused after EMFILE until the next tick
+    cdef object _loop
+    cdef object _tick_handle
+    cdef bint _turn_scheduled
+    cdef bint _mirror               # the selector has no fd (poll): mirror fds into the loop
+    cdef dict _mirrored             # fd -> mask registered with the loop
+    cdef bint _closing
+    cdef list _closed               # [(Connection, reason)] released at the end of a turn
+    cdef Conn *_resume
+    cdef unsigned char *_rbuf
+    cdef uint64_t _next_id
+    cdef Conn *_wheel[WHEEL_SLOTS]
+    cdef int64_t _tick_now
+    cdef int64_t _epoch_ms
+    cdef int64_t _tick_ms
+    cdef Frame *_close_going_away   # close 1001 frame used at shutdown
+    # limits (readonly for Python; set once in __init__)
+    cdef readonly Py_ssize_t max_connections
+    cdef readonly Py_ssize_t max_head_size
+    cdef readonly int max_headers
+    cdef readonly Py_ssize_t max_body_size
+    cdef readonly Py_ssize_t max_message_size
+    cdef readonly double header_timeout
+    cdef readonly double keepalive_timeout
+    cdef readonly double linger
+    cdef readonly double tick
+    # counters
+    cdef readonly int64_t accepted
+    cdef readonly int64_t rejected
+    cdef readonly Py_ssize_t connections
+    cdef readonly int64_t requests
+    cdef readonly int64_t messages_in
+
+    def __cinit__(self):
+        self._table = NULL
+        self._table_size = 0
+        self._rbuf = NULL
+        self._resume = NULL
+        self._close_going_away = NULL
+        memset(self._wheel, 0, sizeof(self._wheel))
+        fanout_init(&self._fs)
+
+    def __init__(self, on_request=None, on_message=None, on_close=None, *,
+                 Py_ssize_t max_connections=10000, Py_ssize_t max_head_size=8192,
+                 int max_headers=100, Py_ssize_t max_body_size=1 << 20,
+                 Py_ssize_t max_message_size=1 << 20, Py_ssize_t max_backpressure=1 << 20,
+                 str backpressure_policy="close", double header_timeout=10.0,
+                 double keepalive_timeout=60.0, double linger=2.0, double tick=0.1,
+                 str backend=None):
+        if backpressure_policy not in ("close", "drop"):
+            raise ValueError("backpressure_policy must be 'close' or 'drop'")
+        if tick <= 0 or tick > 10:
+            raise ValueError("tick must be in (0, 10] seconds")
+        for name, value in (("max_connections", max_connections),
+                            ("max_head_size", max_head_size), ("max_headers", max_headers),
+                            ("max_body_size", max_body_size),
+                            ("max_message_size", max_message_size),
+                            ("max_backpressure", max_backpressure)):
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, not {value}")
+        self._sel = Selector(backend, FIRED_MAX)
+        self._reg = Registry()
+        self.on_request = on_request
+        self.on_message = on_message
+        self.on_close = on_close
+        self._listeners = {}
+        self._paused_listeners = set()
+        self._closed = []
+        self._mirrored = {}
+        self._mirror = self._sel.fileno() < 0
+        self._rbuf = <unsigned char *>malloc(RBUF_SIZE)
+        if self._rbuf == NULL:
+            raise MemoryError()
+        self.max_connections = max_connections
+        self.max_head_size = max_head_size
+        self.max_headers = max_headers
+        self.max_body_size = max_body_size
+        self.max_message_size = max_message_size
+        self.header_timeout = header_timeout
+        self.keepalive_timeout = keepalive_timeout
+        self.linger = linger
+        self.tick = tick
+        self._fs.max_backpressure = max_backpressure
+        self._fs.drop_policy = backpressure_policy == "drop"
+        self._tick_ms = max(1, <int64_t>(tick * 1000))
+        self._epoch_ms = _monotonic_ms()
+        self._tick_now = 0
+        self._next_id = 1
+        # format 0: the raw WebSocket format (the message as it is)
+        self._formats = [_Format(0, "websocket", b"~text~")]
+        cdef bytes going_away = b"\x03\xe9server shutting down"     # 1001 + reason
+        self._close_going_away = ws_frame(CLOSE, <const unsigned char *>PyBytes_AS_STRING(going_away),
+                                          len(going_away))
+
+    def __dealloc__(self):
+        cdef int fd
+        cdef Connection conn
+        if self._table != NULL:
+            for fd in range(self._table_size):
+                if self._table[fd] != NULL:
+                    conn = <Connection>self._table[fd]
+                    self._release_conn(&conn.c)
+                    self._table[fd] = NULL
+                    Py_DECREF(conn)
+            free(self._table)
+            self._table = NULL
+        free(self._rbuf)
+        self._rbuf = NULL
+        if self._close_going_away != NULL:
+            frame_decref(self._close_going_away)
+            self._close_going_away = NULL
+
+    # -- formats, listeners, loop integration ------------------------------------------------
+
+    def format(self, str kind, template="~text~", *, bytes ping=b"", bytes head=b"",
+               bint chunked=True, bytes footer=b""):
+        """Register a wire format; subscribers of one format share every message's bytes."""
+        fmt = _Format(len(self._formats), kind, template, ping=ping, head=head,
+                      chunked=chunked, footer=footer)
+        self._formats.append(fmt)
+        return fmt
+
+    @property
+    def formats(self):
+        return list(self._formats)
+
+    def listen(self, host="127.0.0.1", int port=0, *, int backlog=511, bint reuse_port=False,
+               sock=None):
+        """Listen on host:port (or take a bound socket); returns the bound (host, port)."""
+        if sock is None:
+            family = _socket.AF_INET6 if ":" in host else _socket.AF_INET
+            sock = _socket.socket(family, _socket.SOCK_STREAM)
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEPORT, 1)
+            try:
+                sock.bind((host, port))
+            except OSError:
+                sock.close()
+                raise
+        sock.listen(backlog)
+        sock.setblocking(False)
+        fd = sock.fileno()
+        self._listeners[fd] = sock
+        self._sel_add(fd, GG_READABLE)
+        return sock.getsockname()[:2]
+
+    @property
+    def sockets(self):
+        return list(self._listeners.values())
+
+    def fileno(self):
+        return self._sel.fileno()
+
+    @property
+    def backend(self):
+        return self._sel.name
+
+    def attach(self, loop=None):
+        """Run on an asyncio loop (uvloop or not): the selector fd becomes a reader of the loop
+        and the timing wheel ticks with loop.call_later."""
+        import asyncio
+        if self._loop is not None:
+            raise CoreError("hub already attached to a loop")
+        self._loop = loop if loop is not None else asyncio.get_running_loop()
+        if self._mirror:
+            for fd, mask in list(self._mirrored.items()):
+                self._mirror_set(fd, 0)
+                self._mirror_set(fd, mask)
+        else:
+            self._loop.add_reader(self._sel.fileno(), self.poll)
+        self._tick_handle = self._loop.call_later(self.tick, self._on_tick)
+
+    def detach(self):
+        if self._loop is None:
+            return
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+        if self._mirror:
+            for fd in list(self._mirrored):
+                mask = self._mirrored[fd]
+                if mask & GG_READABLE:
+                    self._loop.remove_reader(fd)
+                if mask & GG_WRITABLE:
+                    self._loop.remove_writer(fd)
+        else:
+            self._loop.remove_reader(self._sel.fileno())
+        self._loop = None
+
+    cdef _mirror_set(self, int fd, int mask):
+        # poll backend: a poll set has no fd for the loop, so each socket is given to the loop
+        # (once per interest change, never per message)
+        old = self._mirrored.get(fd, 0)
+        if mask:
+            self._mirrored[fd] = mask
+        else:
+            self._mirrored.pop(fd, None)
+        if self._loop is None:
+            return
+        if (old & GG_READABLE) and not (mask & GG_READABLE):
+            self._loop.remove_reader(fd)
+        if not (old & GG_READABLE) and (mask & GG_READABLE):
+            self._loop.add_reader(fd, self.poll)
+        if (old & GG_WRITABLE) and not (mask & GG_WRITABLE):
+            self._loop.remove_writer(fd)
+        if not (old & GG_WRITABLE) and (mask & GG_WRITABLE):
+            self._loop.add_writer(fd, self.poll)
+
+    cdef int _sel_add(self, int fd, int mask) except -1:
+        self._sel.add(fd, mask)
+        if self._mirror:
+            self._mirror_set(fd, mask)
+        return 0
+
+    cdef int _sel_mod(self, int fd, int mask) except -1:
+        self._sel.mod(fd, mask)
+        if self._mirror:
+            self._mirror_set(fd, mask)
+        return 0
+
+    cdef int _sel_remove(self, int fd) except -1:
+        try:
+            self._sel.remove(fd)
+        except OSError:
+            pass
+        if self._mirror:
+            self._mirror_set(fd, 0)
+        return 0
+
+    cdef int _interest(self, Conn *c, int mask) except -1:
+        if c.interest != mask:
+            c.interest = mask
+            self._sel_mod(c.fd, mask)
+        return 0
+
+    cdef void _schedule_turn(self):
+        if not self._turn_scheduled and self._loop is not None:
+            self._turn_scheduled = True
+            self._loop.call_soon(self.flush)
+
+    # -- the event loop side -----------------------------------------------------------------
+
+    def poll(self, *args):
+        """Handle every ready socket without blocking, then flush.  Called by the loop."""
+        cdef int n, i, fd, mask
+        n = self._sel.wait(0)
+        for i in range(n):
+            fd = self._sel._fired[i].fd
+            mask = self._sel._fired[i].mask
+            if fd < self._table_size and self._table[fd] != NULL:
+                self._on_event(&(<Connection>self._table[fd]).c, mask)
+            elif fd in self._listeners:
+                self._accept(fd)
+        self.flush()
+        return n
+
+    def flush(self):
+        """End of a loop turn: parse pipelined bytes, finish post-publish work, write every
+        dirty connection once (one sendmsg each), then report closed connections."""
+        cdef list closed
+        self._turn_scheduled = False
+        for _ in range(8):            # bounded: callbacks below may create more work
+            if self._resume != NULL:
+                self._process_resume()
+            if self._fs.post != NULL:
+                self._process_post()
+            if self._fs.dirty != NULL:
+                self._flush_dirty()
+            if not self._closed:
+                break
+            closed = self._closed
+            self._closed = []
+            cb = self.on_close
+            for conn, reason in closed:
+                if cb is not None:
+                    try:
+                        cb(conn, reason)
+                    except Exception:
+                        log.exception("on_close callback failed")
+            closed = None             # the Connection objects may go now: no list holds them
+        if self._resume != NULL or self._fs.post != NULL or self._fs.dirty != NULL or self._closed:
+            self._schedule_turn()
+
+    cdef void _flush_dirty(self):
+        cdef Conn *c = self._fs.dirty
+        cdef Conn *nxt
+        cdef int r
+        self._fs.dirty = NULL
+        while c != NULL:
+            nxt = c.dnext
+            c.dnext = NULL
+            c.flags &= ~CF_DIRTY
+            if c.state != CS_CLOSED and not (c.flags & CF_WRITE_ARMED):
+                self._write(c)
+            c = nxt
+
+    cdef void _write(self, Conn *c):
+        cdef int r = flush_conn(&self._fs, c)
+        if r < 0:
+            self._close(c, "write error")
+            return
+        if r == 1:
+            if not (c.flags & CF_WRITE_ARMED):
+                c.flags |= CF_WRITE_ARMED
+                self._interest(c, c.interest | GG_WRITABLE)
+            return
+        if c.flags & CF_WRITE_ARMED:
+            c.flags &= ~CF_WRITE_ARMED
+            self._interest(c, c.interest & ~GG_WRITABLE)
+        if c.state == CS_CLOSING and not (c.flags & CF_SHUT_WR):
+            # everything is written: half-close and linger until the client closes too, so the
+            # last bytes are not destroyed by a RST (RFC 6455 §7.1.1, RFC 9112 §9.6)
+            c.flags |= CF_SHUT_WR
+            shutdown(c.fd, SHUT_WR)
+
+    cdef void _on_event(self, Conn *c, int mask):
+        if mask & GG_WRITABLE:
+            self._write(c)
+            if c.state == CS_CLOSED:
+                return
+        if mask & GG_READABLE:
+            self._read(c)
+
+    cdef void _accept(self, int lfd):
+        cdef int fd, i, one = 1
+        cdef char addr[28]
+        cdef socklen_t alen
+        cdef Connection conn
+        for i in range(ACCEPT_BATCH):
+            alen = sizeof(addr)
+            fd = accept4(lfd, <sockaddr *>addr, &alen, SOCK_NONBLOCK | SOCK_CLOEXEC)
+            if fd < 0:
+                if errno == EINTR or errno == ECONNABORTED:
+                    continue
+                if errno == EMFILE or errno == ENFILE or errno == ENOBUFS or errno == ENOMEM:
+                    # out of descriptors: stop watching this listener until the next tick, or
+                    # a level-triggered selector would spin on it
+                    log.warning("accept: %s; pausing the listener for one tick",
+                                _errno.errorcode.get(errno, errno))
+                    self._paused_listeners.add(lfd)
+                    self._sel_mod(lfd, GG_NONE)
+                return
+            if self.connections >= self.max_connections or self._closing:
+                send(fd, PyBytes_AS_STRING(OVERLOAD_RESPONSE), len(OVERLOAD_RESPONSE),
+                     MSG_NOSIGNAL)
+                close(fd)
+                self.rejected += 1
+                continue
+            if (<sockaddr *>addr).sa_family == AF_INET or (<sockaddr *>addr).sa_family == AF_INET6:
+                # the fanout corks by itself: Nagle would only add latency
+                setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
+            conn = self._register(fd)
+            memcpy(conn._addr, addr, min(alen, sizeof(conn._addr)))
+            conn._alen = alen
+            self.accepted += 1
+
+    cdef Connection _register(self, int fd):
+        cdef Connection conn = Connection.__new__(Connection)
+        cdef PyObject **table
+        cdef int newsize
+        if fd >= self._table_size:
+            newsize = max(fd + 1, self._table_size * 2, 64)
+            table = <PyObject **>realloc(self._table, newsize * sizeof(PyObject *))
+            if table == NULL:
+                close(fd)
+                raise MemoryError()
+            memset(table + self._table_size, 0, (newsize - self._table_size) * sizeof(PyObject *))
+            self._table = table
+            self._table_size = newsize
+        conn._hub = self
+        conn.c.fd = fd
+        conn.c.id = self._next_id
+        self._next_id += 1
+        conn.c.state = CS_HEAD
+        conn.c.obj = <void *>conn
+        conn.c.interest = GG_READABLE
+        try:
+            self._sel_add(fd, GG_READABLE)
+        except OSError:
+            close(fd)
+            raise
+        Py_INCREF(conn)
+        self._table[fd] = <PyObject *>conn
+        self.connections += 1
+        self._wheel_set(&conn.c, self._tick_now + self._ticks(self.header_timeout))
+        return conn
+
+    def adopt(self, int fd):
+        """Take over a connected socket fd (socketpair, inherited socket) as a new connection
+        in the request-head state.  The hub owns and closes the fd from now on."""
+        import os
+        os.set_blocking(fd, False)
+        return self._register(fd)
+
+    def adopt_pending(self, int fd, bint keep_alive=True):
+        """adopt() straight into the pending state, as if a request had been read: lets a
+        caller upgrade() or start_stream() a socket whose handshake happened elsewhere."""
+        cdef Connection conn = self.adopt(fd)
+        conn.c.state = CS_PENDING
+        if keep_alive:
+            conn.c.flags |= CF_KEEPALIVE
+        self._wheel_set(&conn.c, 0)
+        return conn
+
+    # -- reading -----------------------------------------------------------------------------
+
+    cdef void _read(self, Conn *c):
+        cdef Py_ssize_t n = recv(c.fd, self._rbuf, RBUF_SIZE, 0)
+        if n == 0:
+            self._close(c, "eof")
+            return
+        if n < 0:
+            if gg_would_block(errno) or errno == EINTR:
+                return
+            self._close(c, "read error")
+            return
+        if c.state == CS_HEAD or c.state == CS_BODY:
+            self._feed_http(c, self._rbuf, n)
+        elif c.state == CS_WEBSOCKET:
+            self._feed_ws(c, self._rbuf, n)
+        elif c.state == CS_PENDING or c.state == CS_LONGPOLL:
+            # a pipelined request while Python decides or a long-poll waits: keep it for later
+            # (bounded; past the bound, stop reading until the connection is back to reading)
+            if self._stash(c, self._rbuf, n) < 0:
+                return
+            if c.rlen >= PENDING_READ_MAX:
+                c.flags |= CF_READ_PAUSED
+                self._interest(c, c.interest & ~GG_READABLE)
+        # CS_STREAM, CS_CLOSING: a client has nothing to say there; bytes are dropped
+
+    cdef int _stash(self, Conn *c, const unsigned char *data, Py_ssize_t n) except -1:
+        cdef unsigned char *p
+        cdef Py_ssize_t cap
+        if c.rlen + n > c.rcap:
+            cap = max(c.rlen + n, 2 * c.rcap, 1024)
+            p = <unsigned char *>realloc(c.rbuf, cap)
+            if p == NULL:
+                self._close(c, "out of memory")
+                return -1
+            c.rbuf = p
+            c.rcap = cap
+        memcpy(c.rbuf + c.rlen, data, n)
+        c.rlen += n
+        return 0
+
+    cdef void _consume_rbuf(self, Conn *c, Py_ssize_t n):
+        if n >= c.rlen:
+            free(c.rbuf)           # idle connections keep no buffer
+            c.rbuf = NULL
+            c.rlen = 0
+            c.rcap = 0
+        else:
+            memmove(c.rbuf, c.rbuf + n, c.rlen - n)
+            c.rlen -= n
+
+    cdef void _feed_http(self, Conn *c, const unsigned char *data, Py_ssize_t n):
+        """Bytes in CS_HEAD/CS_BODY.  Parses straight from the read buffer when the whole
+        request arrived at once (the usual case), else accumulates in c.rbuf."""
+        cdef const unsigned char *buf
+        cdef Py_ssize_t len_, used
+        if c.rlen > 0 or c.state == CS_BODY:
+            if self._stash(c, data, n) < 0:
+                return
+            buf = c.rbuf
+            len_ = c.rlen
+            used = self._parse_requests(c, buf, len_)
+            if c.state != CS_CLOSED:
+                self._consume_rbuf(c, used)
+        else:
+            used = self._parse_requests(c, data, n)
+            if c.state != CS_CLOSED and used < n:
+                self._stash(c, data + used, n - used)
+
+    cdef Py_ssize_t _parse_requests(self, Conn *c, const unsigned char *buf, Py_ssize_t n):
+        """Parse one request from buf (head + body); returns the bytes used.  Leaves the
+        connection pending (Python decides) or waiting for more bytes."""
+        cdef HeadResult res
+        cdef Request req
+        cdef Connection conn = <Connection>c.obj
+        cdef Py_ssize_t used = 0
+        if c.state == CS_BODY:
+            return 0 if n < c.body_need else self._complete_body(c, buf, n)
+        req = parse_head(buf, n, self.max_head_size, self.max_headers, &res)
+        if res.status != 0:
+            self._error_response(c, res.status, res.explain.decode("latin-1"))
+            return n
+        if req is None:
+            return 0                    # incomplete: wait (the header timeout is running)
+        used = res.consumed
+        if req.content_length > self.max_body_size:
+            self._error_response(c, 413, "Request body too large.")
+            return n
+        if req.keep_alive:
+            c.flags |= CF_KEEPALIVE
+        else:
+            c.flags &= ~CF_KEEPALIVE
+        if req.content_length > 0:
+            if n - used < req.content_length:
+                c.state = CS_BODY
+                c.body_need = used + req.content_length
+                conn._pending_request = req
+                return 0                # keep the head in the buffer until the body is complete
+            req.body = PyBytes_FromStringAndSize(<const char *>buf + used, req.content_length)
+            used += req.content_length
+        else:
+            req.body = b""
+        self._dispatch(c, req)
+        return used
+
+    cdef Py_ssize_t _complete_body(self, Conn *c, const unsigned char *buf, Py_ssize_t n):
+        cdef Connection conn = <Connection>c.obj
+        cdef Request req = conn._pending_request
+        cdef Py_ssize_t start = c.body_need - req.content_length
+        conn._pending_request = None
+        req.body = PyBytes_FromStringAndSize(<const char *>buf + start, req.content_length)
+        self._dispatch(c, req)
+        return c.body_need
+
+    cdef void _dispatch(self, Conn *c, Request req):
+        cdef Connection conn = <Connection>c.obj
+        c.state = CS_PENDING
+        c.body_need = 0
+        self._wheel_set(c, 0)           # Python's decision has its own timeouts
+        self.requests += 1
+        conn._head_only = req.method == "HEAD"
+        req.peer = conn.peer
+        cb = self.on_request
+        if cb is None:
+            self._error_response(c, 503, "No request handler.")
+            return
+        try:
+            cb(conn, req)
+        except Exception:
+            log.exception("on_request callback failed")
+            if c.state == CS_PENDING:
+                self._error_response(c, 500, "Internal error.")
+
+    cdef void _error_response(self, Conn *c, int status, str explain):
+        """Answer a bad request with its status and explain header, then close: after a
+        malformed head, the stream position of the next request is unknown."""
+        body = build_head(status, [("X-Gogin-Explain", explain), ("Content-Type", "text/plain")],
+                          0, False)
+        self._send_bytes(c, body)
+        self._begin_close(c)
+
+    cdef void _feed_ws(self, Conn *c, const unsigned char *data, Py_ssize_t n):
+        cdef Py_ssize_t pos = 0, used
+        cdef WsFrameEvent ev
+        cdef int kind
+        cdef Connection conn = <Connection>c.obj
+        cdef Frame *f
+        while pos < n and c.state == CS_WEBSOCKET:
+            used = 0
+            kind = ws_parser_feed(&c.ws, data + pos, n - pos, &used, &ev)
+            pos += used
+            if kind == WS_NONE:
+                break
+            if kind == WS_MESSAGE:
+                self.messages_in += 1
+                if conn._publish_to is not None:
+                    # trusted publisher: the core publishes without calling Python
+                    for ch in conn._publish_to:
+                        self._publish_c(ch, ev.data, ev.len, ev.opcode == BINARY, None, None)
+                elif self.on_message is not None:
+                    payload = PyBytes_FromStringAndSize(<const char *>ev.data, ev.len)
+                    try:
+                        self.on_message(conn, ev.opcode, payload)
+                    except Exception:
+                        log.exception("on_message callback failed")
+                        self._close_ws(c, 1011, b"internal error")
+            elif kind == WS_PING:
+                # RFC 6455 §5.5.2: answer with a pong carrying the same payload
+                f = ws_frame(PONG, ev.data, ev.len)
+                if f != NULL:
+                    self._queue_frame(c, f)
+            elif kind == WS_PONG:
+                pass
+            elif kind == WS_CLOSE:
+                # RFC 6455 §5.5.1: echo the code; 1005 (no code) is answered with an empty close
+                self._close_ws(c, 0 if ev.code == 1005 else ev.code, b"")
+            elif kind == WS_ERROR:
+                self._close_ws(c, ev.code, <bytes>ev.reason if ev.reason != NULL else b"")
+
+    cdef void _queue_resume(self, Conn *c):
+        if c.rlen > 0 and not (c.flags & CF_RESUME):
+            c.flags |= CF_RESUME
+            c.rnext = self._resume
+            self._resume = c
+            self._schedule_turn()
+
+    cdef void _process_resume(self):
+        cdef Conn *c = self._resume
+        cdef Conn *nxt
+        cdef unsigned char *buf
+        cdef Py_ssize_t n
+        self._resume = NULL
+        while c != NULL:
+            nxt = c.rnext
+            c.rnext = NULL
+            c.flags &= ~CF_RESUME
+            if c.rlen > 0 and (c.state == CS_HEAD or c.state == CS_WEBSOCKET):
+                # take the stash: the feeders below may stash again
+                buf = c.rbuf
+                n = c.rlen
+                c.rbuf = NULL
+                c.rlen = 0
+                c.rcap = 0
+                if c.state == CS_HEAD:
+                    self._feed_http(c, buf, n)
+                else:
+                    self._feed_ws(c, buf, n)
+                free(buf)
+            if c.flags & CF_READ_PAUSED and c.state != CS_CLOSED and c.state != CS_PENDING:
+                c.flags &= ~CF_READ_PAUSED
+                self._interest(c, c.interest | GG_READABLE)
+            c = nxt
+
+    # -- writing helpers ---------------------------------------------------------------------
+
+    cdef void _queue_frame(self, Conn *c, Frame *f):
+        """Queue a frame the caller made (takes over its reference)."""
+        if enqueue_always(&self._fs, c, f) < 0:
+            frame_decref(f)
+            self._close(c, "out of memory")
+            return
+        frame_decref(f)
+        self._schedule_turn()
+
+    cdef void _send_bytes(self, Conn *c, bytes data):
+        cdef Frame *f = frame_from(<const unsigned char *>PyBytes_AS_STRING(data), len(data))
+        if f == NULL:
+            self._close(c, "out of memory")
+            return
+        self._queue_frame(c, f)
+
+    cdef void _to_head(self, Conn *c):
+        """Back to reading requests on a keep-alive connection."""
+        c.state = CS_HEAD
+        c.flags &= ~(CF_ONESHOT | CF_DELIVERED)
+        self._wheel_set(c, self._tick_now + self._ticks(self.keepalive_timeout))
+        self._queue_resume(c)
+        if (c.flags & CF_READ_PAUSED) and c.rlen == 0:
+            c.flags &= ~CF_READ_PAUSED
+            self._interest(c, c.interest | GG_READABLE)
+
+    cdef void _begin_close(self, Conn *c):
+        """Write what is queued, half-close, then close on EOF or after `linger`."""
+        if c.state == CS_CLOSED:
+            return
+        self._reg.unsubscribe_all(&c.subs)
+        c.state = CS_CLOSING
+        free(c.rbuf)
+        c.rbuf = NULL
+        c.rlen = c.rcap = 0
+        if c.flags & CF_READ_PAUSED:
+            c.flags &= ~CF_READ_PAUSED
+            self._interest(c, c.interest | GG_READABLE)
+        self._wheel_set(c, self._tick_now + self._ticks(self.linger))
+        mark_dirty(&self._fs, c)     # writes the rest, then shuts down the write side
+        self._schedule_turn()
+
+    cdef void _close_ws(self, Conn *c, int code, bytes reason):
+        cdef unsigned char payload[125]
+        cdef Py_ssize_t n = 0
+        cdef Frame *f
+        if c.state != CS_WEBSOCKET:
+            return
+        if code:
+            payload[0] = (code >> 8) & 0xff
+            payload[1] = code & 0xff
+            n = min(len(reason), 123)
+            memcpy(payload + 2, PyBytes_AS_STRING(reason), n)
+            n += 2
+        c.close_code = code
+        f = ws_frame(CLOSE, payload, n)
+        if f != NULL:
+            enqueue_always(&self._fs, c, f)
+            frame_decref(f)
+        self._begin_close(c)
+
+    cdef _close_gracefully(self, Connection conn, int code, reason):
+        cdef Conn *c = &conn.c
+        cdef bytes r = reason.encode("utf-8") if isinstance(reason, str) else bytes(reason)
+        if c.state == CS_WEBSOCKET:
+            self._close_ws(c, code, r)
+        elif c.state == CS_STREAM:
+            if conn._footer:
+                self._send_bytes(c, conn._footer)
+            self._begin_close(c)
+        else:
+            self._begin_close(c)
+
+    cdef void _close(self, Conn *c, str reason):
+        """Close now: unsubscribe, forget the fd, release buffers; on_close runs at turn end."""
+        cdef Connection conn
+        if c.state == CS_CLOSED:
+            return
+        conn = <Connection>c.obj
+        self._release_conn(c)
+        self.connections -= 1
+        # the table's reference moves to _closed: released after the lists are drained
+        self._table[c.fd] = NULL
+        self._closed.append((conn, reason))
+        Py_DECREF(conn)
+        c.fd = -1
+        self._schedule_turn()
+
+    cdef void _release_conn(self, Conn *c):
+        self._reg.unsubscribe_all(&c.subs)
+        self._wheel_set(c, 0)
+        self._sel_remove(c.fd)
+        close(c.fd)
+        drop_queue(&self._fs, c)
+        ws_parser_free(&c.ws)
+        free(c.rbuf)
+        c.rbuf = NULL
+        c.rlen = c.rcap = 0
+        c.state = CS_CLOSED
+
+    # -- subscriptions and publishing --------------------------------------------------------
+
+    cdef _subscribe_all(self, Connection conn, channels, Format fmt):
+        conn.c.fmt = fmt.index
+        for ch in channels:
+            self._subscribe(conn, ch, fmt)
+
+    cdef bint _subscribe(self, Connection conn, str channel, Format fmt) except -1:
+        if fmt.index >= len(self._formats) or self._formats[fmt.index] is not fmt:
+            raise CoreError("format belongs to another hub")
+        return self._reg.subscribe(&conn.c.subs, <void *>&conn.c, channel, fmt.index) != NULL
+
+    def publish(self, str channel, payload, event_id=None, event_type=None, bint binary=False):
+        """Publish one message to every subscriber of `channel`; returns how many connections
+        it was queued to (0 when the channel has no subscribers; nothing is stored here).
+
+        Policy of the fanout path:
+        - The message is rendered once per wire format present among the subscribers (one
+          refcounted frame each); every subscriber's queue gets a reference, never a copy.
+        - Nothing is written here: the first publish of a loop turn schedules one flush, which
+          writes each dirty connection with one sendmsg for everything queued to it.
+        - A subscriber whose queue already holds bytes and would exceed `max_backpressure`
+          is a slow consumer.  Policy "close" (default): it is closed (WebSocket close 1008
+          "slow consumer", counted in closed_slow) and its queued frames are released at once.
+          Policy "drop": this message is skipped for it (counted in dropped) and it stays.
+          The publisher never blocks; memory stays bounded by subscribers x budget.
+        - Binary messages go to WebSocket subscribers as binary frames, untemplated.
+        - Connections that are closing or closed are skipped.
+        - A long-poll subscriber takes the first message and its subscription ends.
+        """
+        cdef bytes data
+        if isinstance(payload, str):
+            data = (<str>payload).encode("utf-8")
+        else:
+            data = bytes(payload)
+        return self._publish_c(channel, <const unsigned char *>PyBytes_AS_STRING(data), len(data),
+                               binary, event_id, event_type)
+
+    cdef Py_ssize_t _publish_c(self, str channel, const unsigned char *data, Py_ssize_t n,
+                               bint binary, event_id, event_type) except -1:
+        cdef Message m
+        cdef Channel ch
+        cdef Py_ssize_t queued
+        cdef bytes eid = b"", etype = b""
+        cdef int64_t now
+        self._fs.published += 1
+        ch = self._reg.channels.get(channel)
+        if ch is None:
+            return 0
+        now = time(NULL)
+        ch.published += 1
+        ch.last_id += 1
+        # tag: messages published within the same second (push-stream's time/tag pair)
+        ch.last_tag = ch.last_tag + 1 if now == ch.last_time else 0
+        ch.last_time = now
+        if ch.subscribers == 0:
+            return 0
+        if event_id is not None:
+            eid = event_id.encode("utf-8") if isinstance(event_id, str) else bytes(event_id)
+        if event_type is not None:
+            etype = event_type.encode("utf-8") if isinstance(event_type, str) else bytes(event_type)
+        memset(&m, 0, sizeof(Message))
+        m.data = data
+        m.len = n
+        m.binary = binary
+        m.id = ch.last_id
+        m.time = now
+        m.tag = ch.last_tag
+        m.event_id = <const unsigned char *>PyBytes_AS_STRING(eid)
+        m.event_id_len = len(eid)
+        m.event_type = <const unsigned char *>PyBytes_AS_STRING(etype)
+        m.event_type_len = len(etype)
+        m.channel = <const unsigned char *>PyBytes_AS_STRING(ch.name_utf8)
+        m.channel_len = len(ch.name_utf8)
+        m.channel_json = <const unsigned char *>PyBytes_AS_STRING(ch.name_json)
+        m.channel_json_len = len(ch.name_json)
+        try:
+            queued = fanout_publish(&self._fs, ch, self._formats, &m)
+        finally:
+            free(m.text_json)
+        if self._fs.post != NULL:
+            self._process_post()
+        if self._fs.dirty != NULL:
+            self._schedule_turn()
+        return queued
+
+    cdef void _process_post(self):
+        """After a publish: close slow consumers, complete long-polls that got their message."""
+        cdef Conn *c = self._fs.post
+        cdef Conn *nxt
+        self._fs.post = NULL
+        while c != NULL:
+            nxt = c.pnext
+            c.pnext = NULL
+            c.flags &= ~CF_POST
+            if c.state != CS_CLOSED:
+                if c.flags & CF_SLOW:
+                    self._fs.closed_slow += 1
+                    drop_queue(&self._fs, c)      # its memory goes back now
+                    if c.state == CS_WEBSOCKET:
+                        self._close_ws(c, 1008, b"slow consumer")
+                    else:
+                        self._begin_close(c)
+                elif c.flags & CF_DELIVERED:
+                    self._finish_longpoll(c)
+            c = nxt
+
+    cdef void _finish_longpoll(self, Conn *c):
+        self._reg.unsubscribe_all(&c.subs)
+        if c.flags & CF_KEEPALIVE and not self._closing:
+            self._to_head(c)
+        else:
+            self._begin_close(c)
+
+    def channel(self, str name):
+        """The Channel object (subscribers, published, last_id, ...) or None."""
+        return self._reg.channels.get(name)
+
+    def channel_names(self):
+        return list(self._reg.channels)
+
+    def ensure_channel(self, str name, bint persistent=True):
+        """Create a channel with no subscribers (kept while persistent)."""
+        cdef Channel ch = self._reg.get_or_create(name)
+        ch.persistent = persistent
+        return ch
+
+    def drop_channel(self, str name):
+        """Forget a channel that is no longer wanted (kept only while it has subscribers)."""
+        cdef Channel ch = self._reg.channels.get(name)
+        if ch is not None:
+            ch.persistent = False
+            self._reg.drop_if_empty(ch)
+
+    def subscribers(self, str name):
+        """Connections subscribed to a channel (walks the C arrays: for admin, not hot paths)."""
+        cdef Channel ch = self._reg.channels.get(name)
+        cdef int gi
+        cdef Py_ssize_t i
+        out = []
+        if ch is None:
+            return out
+        for gi in range(ch.ngroups):
+            for i in range(ch.groups[gi].n):
+                out.append(<Connection>(<Conn *>ch.groups[gi].subs[i].conn).obj)
+        return out
+
+    def stats(self):
+        """Counters for /channels-stats and /metrics."""
+        allocated, live = frame_counters()
+        return {
+            "connections": self.connections,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "requests": self.requests,
+            "subscribers": self._reg.subscriptions,
+            "channels": len(self._reg.channels),
+            "published": self._fs.published,
+            "queued_frames": self._fs.queued_frames,
+            "delivered_frames": self._fs.delivered_frames,
+            "delivered_bytes": self._fs.delivered_bytes,
+            "queued_bytes": self._fs.queued_bytes,
+            "dropped": self._fs.dropped,
+            "closed_slow": self._fs.closed_slow,
+            "writes": self._fs.writes,
+            "frames_built": self._fs.frames_built,
+            "frames_live": live,
+            "messages_in": self.messages_in,
+        }
+
+    # -- timers ------------------------------------------------------------------------------
+
+    cdef inline int64_t _ticks(self, double seconds):
+        if seconds <= 0:
+            return 0
+        return max(1, <int64_t>(seconds * 1000 + self._tick_ms - 1) // self._tick_ms)
+
+    cdef void _wheel_set(self, Conn *c, int64_t at):
+        cdef int slot
+        if c.wslot >= 0:
+            if c.wprev != NULL:
+                c.wprev.wnext = c.wnext
+            else:
+                self._wheel[c.wslot] = c.wnext
+            if c.wnext != NULL:
+                c.wnext.wprev = c.wprev
+            c.wslot = -1
+            c.wnext = c.wprev = NULL
+        c.deadline = at
+        if at <= 0:
+            return
+        if at <= self._tick_now:
+            at = self._tick_now + 1
+            c.deadline = at
+        slot = <int>(at & WHEEL_MASK)
+        c.wslot = slot
+        c.wprev = NULL
+        c.wnext = self._wheel[slot]
+        if c.wnext != NULL:
+            c.wnext.wprev = c
+        self._wheel[slot] = c
+
+    cdef void _start_timers(self, Conn *c, double ping_interval, double ttl):
+        c.ping_every = self._ticks(ping_interval)
+        c.ping_at = self._tick_now + c.ping_every if c.ping_every else 0
+        c.ttl_at = self._tick_now + self._ticks(ttl) if ttl > 0 else 0
+        self._rearm(c)
+
+    cdef void _rearm(self, Conn *c):
+        cdef int64_t at = c.ping_at
+        if c.ttl_at and (at == 0 or c.ttl_at < at):
+            at = c.ttl_at
+        self._wheel_set(c, at)
+
+    def _on_tick(self):
+        self._tick_handle = None
+        try:
+            self.run_timers()
+        finally:
+            if self._loop is not None:
+                self._tick_handle = self._loop.call_later(self.tick, self._on_tick)
+
+    def run_timers(self):
+        """Advance the timing wheel to now and fire what is due (the loop does this by itself
+        every `tick`; tests without a loop call it)."""
+        cdef int64_t now = (_monotonic_ms() - self._epoch_ms) // self._tick_ms
+        cdef int64_t t, steps = 0
+        cdef Conn *c
+        cdef Conn *nxt
+        cdef int slot
+        if self._paused_listeners:
+            for fd in self._paused_listeners:
+                if fd in self._listeners:
+                    self._sel_mod(fd, GG_READABLE)
+            self._paused_listeners.clear()
+        t = self._tick_now
+        while t < now and steps < WHEEL_SLOTS:
+            t += 1
+            steps += 1
+            self._tick_now = t
+            slot = <int>(t & WHEEL_MASK)
+            c = self._wheel[slot]
+            self._wheel[slot] = NULL
+            # detach the slot's list; reinsert what is not due yet (a later lap)
+            while c != NULL:
+                nxt = c.wnext
+                c.wslot = -1
+                c.wnext = c.wprev = NULL
+                if c.deadline <= now:
+                    c.deadline = 0
+                    self._on_deadline(c, now)
+                else:
+                    self._wheel_set(c, c.deadline)
+                c = nxt
+        self._tick_now = now
+        self.flush()
+
+    cdef void _on_deadline(self, Conn *c, int64_t now):
+        cdef Connection conn = <Connection>c.obj
+        cdef Frame *ping
+        if c.state == CS_HEAD or c.state == CS_BODY:
+            if c.rlen > 0 or c.state == CS_BODY:
+                self._error_response(c, 408, "Request header timeout.")   # slowloris
+            else:
+                self._close(c, "idle")
+        elif c.state == CS_CLOSING:
+            self._close(c, "linger timeout")
+        elif c.state == CS_LONGPOLL:
+            self._reg.unsubscribe_all(&c.subs)
+            if conn._timeout_response:
+                self._send_bytes(c, conn._timeout_response)
+            self._finish_longpoll(c)
+        elif c.state == CS_WEBSOCKET or c.state == CS_STREAM:
+            if c.ttl_at and c.ttl_at <= now:
+                self._close_gracefully(conn, 1000, "connection ttl")
+                return
+            if c.ping_at and c.ping_at <= now:
+                ping = (<Format>self._formats[c.fmt]).ping_frame()
+                if c.state == CS_WEBSOCKET and ping == NULL:
+                    ping = (<Format>self._formats[0]).ping_frame()
+                if ping != NULL and c.out.bytes == 0:
+                    # a connection still writing is alive enough; skip the ping then
+                    enqueue_always(&self._fs, c, ping)
+                c.ping_at = now + c.ping_every
+            self._rearm(c)
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    def stop_listening(self):
+        for fd, sock in list(self._listeners.items()):
+            self._sel_remove(fd)
+            sock.close()
+        self._listeners.clear()
+
+    async def shutdown(self, double timeout=5.0):
+        """Graceful stop: no more accepts; WebSocket clients get close 1001, streams their
+        footer, idle connections close; waits up to `timeout` for clients, then closes."""
+        import asyncio
+        cdef int fd
+        cdef Connection conn
+        self._closing = True
+        self.stop_listening()
+        for fd in range(self._table_size):
+            if self._table[fd] == NULL:
+                continue
+            conn = <Connection>self._table[fd]
+            if conn.c.state == CS_WEBSOCKET:
+                self._close_ws(&conn.c, 1001, b"server shutting down")
+            elif conn.c.state in (CS_STREAM, CS_HEAD, CS_LONGPOLL):
+                self._close_gracefully(conn, 1001, "")
+        self.flush()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.connections > 0 and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+            if self._loop is None:
+                self.poll()
+        self.close()
+
+    def close(self):
+        """Close every socket now (WebSocket clients get a best-effort close 1001)."""
+        cdef int fd
+        cdef Connection conn
+        self._closing = True
+        self.stop_listening()
+        for fd in range(self._table_size):
+            if self._table[fd] == NULL:
+                continue
+            conn = <Connection>self._table[fd]
+            if conn.c.state == CS_WEBSOCKET:
+                drop_queue(&self._fs, &conn.c)
+                send(conn.c.fd, self._close_going_away.data, self._close_going_away.len,
+                     MSG_NOSIGNAL)
+            self._close(&conn.c, "shutdown")
+        self.flush()
+        self.detach()
+
+    def __repr__(self):
+        return (f"<Hub backend={self._sel.name} connections={self.connections} "
+                f"channels={len(self._reg.channels)}>")
