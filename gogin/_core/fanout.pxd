@@ -108,7 +108,7 @@ cdef class Format:
     cdef _parse(self, bytes template)
     cdef Py_ssize_t _body(self, Message *m, unsigned char *dst) noexcept
     cdef void _fill(self, Message *m, unsigned char *dst, Py_ssize_t size) noexcept
-    cdef Frame *_longpoll(self, Message *m, Frame *body) except NULL
+    cdef Frame *_longpoll(self, Message *m, const unsigned char *body, Py_ssize_t n) except NULL
 
 
 cdef struct FanoutState:

@@ -8,7 +8,7 @@ dirty list; the hub flushes that list once per loop turn with one sendmsg per co
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING
 from libc.stdint cimport int64_t
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memset
 from libc.stdio cimport snprintf
 
@@ -73,6 +73,23 @@ def format_http_date(int64_t t):
     cdef const char *p
     cdef Py_ssize_t n = http_date(t, &p)
     return p[:n].decode("ascii")
+
+
+# -- scratch buffer for bodies that get wrapped (EventSource, long-poll) ----------------------
+
+cdef unsigned char *_scratch = NULL
+cdef Py_ssize_t _scratch_cap = 0
+
+cdef unsigned char *_scratch_reserve(Py_ssize_t n) noexcept nogil:
+    global _scratch, _scratch_cap
+    cdef unsigned char *p
+    if n > _scratch_cap:
+        p = <unsigned char *>realloc(_scratch, n if n > 4096 else 4096)
+        if p == NULL:
+            return NULL
+        _scratch = p
+        _scratch_cap = n if n > 4096 else 4096
+    return _scratch
 
 
 # -- wire formats ----------------------------------------------------------------------------
@@ -208,7 +225,7 @@ cdef class Format:
     cdef Frame *render(self, Message *m) except? NULL:
         cdef Py_ssize_t size, hl, extra
         cdef Frame *f
-        cdef Frame *tmp
+        cdef const unsigned char *body
         cdef char line[128]
         if self._needs_json and m.text_json == NULL:
             m.text_json_len = json_escaped_size(m.data, m.len)
@@ -242,24 +259,18 @@ cdef class Format:
                 f.len = hl + size + 2
             return f
 
-        if self.kind == FK_LONGPOLL:
-            tmp = frame_new(0, size)
-            if tmp == NULL:
+        # Long-poll and EventSource wrap the rendered body: render it into the scratch buffer
+        # (no allocation per publish once it has grown), then build the one shared frame.
+        if self._raw:
+            body = m.data
+        else:
+            body = _scratch_reserve(size)
+            if body == NULL:
                 raise MemoryError()
-            self._fill(m, tmp.data, size)
-            tmp.len = size
-            f = self._longpoll(m, tmp)
-            frame_decref(tmp)
-            return f
-
-        # FK_EVENTSOURCE
-        tmp = frame_new(0, size)
-        if tmp == NULL:
-            raise MemoryError()
-        self._fill(m, tmp.data, size)
-        tmp.len = size
-        f = _eventsource(m, tmp.data, size)
-        frame_decref(tmp)
+            self._body(m, <unsigned char *>body)
+        if self.kind == FK_LONGPOLL:
+            return self._longpoll(m, body, size)
+        f = _eventsource(m, body, size)
         if f == NULL:
             raise MemoryError()
         return f
@@ -270,21 +281,21 @@ cdef class Format:
         else:
             self._body(m, dst)
 
-    cdef Frame *_longpoll(self, Message *m, Frame *body) except NULL:
+    cdef Frame *_longpoll(self, Message *m, const unsigned char *body, Py_ssize_t n) except NULL:
         cdef const char *date
         cdef Py_ssize_t dlen = http_date(m.time, &date)
         cdef char extra[256]
         cdef Py_ssize_t hn = len(self.head)
         cdef int en = snprintf(extra, sizeof(extra),
                                "Last-Modified: %.*s\r\nEtag: W/%d\r\nContent-Length: %zd\r\n\r\n",
-                               <int>dlen, date, m.tag, body.len)
-        cdef Frame *f = frame_new(0, hn + en + body.len)
+                               <int>dlen, date, m.tag, n)
+        cdef Frame *f = frame_new(0, hn + en + n)
         if f == NULL:
             raise MemoryError()
         memcpy(f.data, PyBytes_AS_STRING(self.head), hn)
         memcpy(f.data + hn, extra, en)
-        memcpy(f.data + hn + en, body.data, body.len)
-        f.len = hn + en + body.len
+        memcpy(f.data + hn + en, body, n)
+        f.len = hn + en + n
         return f
 
     cdef Frame *ping_frame(self):
