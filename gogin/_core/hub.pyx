@@ -156,6 +156,11 @@ cdef class Connection:
         return self.c.state == CS_CLOSED
 
     @property
+    def format(self):
+        """The Format of this connection's subscriptions."""
+        return self._hub._formats[self.c.fmt] if self._hub is not None else None
+
+    @property
     def queued_bytes(self):
         return self.c.out.bytes
 
@@ -212,12 +217,14 @@ cdef class Connection:
         return True
 
     def upgrade(self, channels=(), Format format=None, key=None, headers=(),
-                double ping_interval=0, double ttl=0, publish_to=None):
+                double ping_interval=0, double ttl=0, publish_to=None,
+                Py_ssize_t max_message_size=0):
         """Switch the pending request to WebSocket and subscribe it.
 
         key: the client's Sec-WebSocket-Key (None: the handshake was done elsewhere, as for a
         socket given with adopt()).  publish_to: channels every client message is published to
         by the core itself, without calling Python (trusted publisher connections).
+        max_message_size: limit of a client message on this connection (0: the hub's).
         """
         cdef Hub hub = self._hub
         if not self._check(CS_PENDING):
@@ -230,7 +237,7 @@ cdef class Connection:
                     ("Sec-WebSocket-Accept", accept_key(key))]
             hdrs.extend(headers)
             hub._send_bytes(&self.c, build_head(101, hdrs))
-        ws_parser_init(&self.c.ws, hub.max_message_size)
+        ws_parser_init(&self.c.ws, max_message_size if max_message_size > 0 else hub.max_message_size)
         self.c.state = CS_WEBSOCKET
         self._publish_to = list(publish_to) if publish_to else None
         hub._subscribe_all(self, channels, fmt)
@@ -297,6 +304,19 @@ cdef class Connection:
             f = frame_from(<const unsigned char *>PyBytes_AS_STRING(data), len(data))
         else:
             raise CoreError("send() needs a websocket or stream connection")
+        if f == NULL:
+            raise MemoryError()
+        self._hub._queue_frame(&self.c, f)
+        return True
+
+    def send_raw(self, bytes data):
+        """Queue bytes exactly as given (a frame rendered by a Format, a prepared chunk)."""
+        cdef Frame *f
+        if not self._check(0):
+            return False
+        if self.c.state not in (CS_WEBSOCKET, CS_STREAM, CS_LONGPOLL):
+            raise CoreError("send_raw() needs a websocket, stream or long-poll connection")
+        f = frame_from(<const unsigned char *>PyBytes_AS_STRING(data), len(data))
         if f == NULL:
             raise MemoryError()
         self._hub._queue_frame(&self.c, f)
@@ -806,8 +826,14 @@ cdef class Hub:
                 self._consume_rbuf(c, used)
         else:
             used = self._parse_requests(c, data, n)
-            if c.state != CS_CLOSED and used < n:
+            if c.state != CS_CLOSED and c.state != CS_CLOSING and used < n:
                 self._stash(c, data + used, n - used)
+        # The request may have been answered (or upgraded) inside on_request, before the bytes
+        # after it were stashed: those bytes (pipelined requests, frames sent right behind the
+        # handshake) are parsed at the end of this turn.
+        # (Only after progress: an incomplete head waits for more bytes, not for another turn.)
+        if used > 0 and c.rlen > 0 and (c.state == CS_HEAD or c.state == CS_WEBSOCKET):
+            self._queue_resume(c)
 
     cdef Py_ssize_t _parse_requests(self, Conn *c, const unsigned char *buf, Py_ssize_t n):
         """Parse one request from buf (head + body); returns the bytes used.  Leaves the

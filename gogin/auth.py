@@ -1,0 +1,284 @@
+"""The auth front: the main server decides who subscribes to what and who may publish.
+
+Two backends with one interface (PROTOCOL.md §5):
+- MainServerAuth: HTTP callbacks with a pooled aiohttp client session, failing closed (503)
+  on a timeout or a connection error, with an optional decision cache;
+- CallableAuth: Python coroutines, for applications that embed gogin (docs/embedding.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Optional
+from urllib.parse import parse_qsl, urlsplit, unquote
+
+log = logging.getLogger("gogin.auth")
+
+
+@dataclass
+class SubscribeRequest:
+    """What gogin knows of a client asking to subscribe on a public location."""
+    method: str
+    uri: str
+    path: str
+    query: str
+    client: str                       # client IP address
+    mode: str                         # websocket | eventsource | longpoll | polling | stream
+    channels: list[str]               # channels named in the URL, if any (a hint)
+    headers: dict[str, str]           # the forwarded credential headers (lower-case names)
+
+
+@dataclass
+class Decision:
+    allowed: bool
+    channels: list[str] = field(default_factory=list)
+    user: Optional[str] = None
+    status: int = 200                 # on denial: the status the client gets
+    body: bytes = b""                 # on denial: the body the client gets
+    content_type: Optional[str] = None
+    explain: Optional[str] = None     # on denial by gogin itself (503 ...)
+
+    @classmethod
+    def allow(cls, channels, user=None) -> "Decision":
+        return cls(True, list(channels), None if user is None else str(user))
+
+    @classmethod
+    def deny(cls, status=403, body=b"", content_type=None, explain=None) -> "Decision":
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        return cls(False, status=status, body=body, content_type=content_type, explain=explain)
+
+
+@dataclass
+class PublishRequest:
+    """A message a client sent over its connection, waiting for the main server's word."""
+    user: Optional[str]
+    channels: list[str]               # the channels of the connection
+    payload: bytes
+    binary: bool
+    headers: dict[str, str]           # the credentials the client subscribed with
+    client: str
+
+
+@dataclass
+class PublishDecision:
+    action: str                       # "publish" | "drop" | "reject"
+    payload: Optional[bytes] = None   # replacement body, None = as sent
+    channels: Optional[list[str]] = None   # target channels, None = the connection's
+    status: int = 0                   # on reject: the main server's status
+
+    @classmethod
+    def as_is(cls, channels=None):
+        return cls("publish", None, channels)
+
+    @classmethod
+    def replace(cls, payload, channels=None):
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8")
+        return cls("publish", payload, channels)
+
+    @classmethod
+    def drop(cls):
+        return cls("drop")
+
+    @classmethod
+    def reject(cls, status=403):
+        return cls("reject", status=status)
+
+
+class DecisionCache:
+    """LRU of subscribe decisions keyed by the credentials, each kept `ttl` seconds."""
+
+    def __init__(self, ttl: float, size: int):
+        self.ttl = ttl
+        self.size = size
+        self._items: collections.OrderedDict = collections.OrderedDict()
+
+    def get(self, key):
+        item = self._items.get(key)
+        if item is None:
+            return None
+        expires, decision = item
+        if expires < time.monotonic():
+            del self._items[key]
+            return None
+        self._items.move_to_end(key)
+        return decision
+
+    def put(self, key, decision):
+        self._items[key] = (time.monotonic() + self.ttl, decision)
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+
+def channels_from_accel_redirect(value: str) -> list[str]:
+    """X-Accel-Redirect: '/ws?channels=a/b' or '/sub/a/b' (the path's tail names them)."""
+    parts = urlsplit(value)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    for key in ("channels", "channel", "id"):
+        if query.get(key):
+            return [c for c in query[key].split("/") if c]
+    segments = [unquote(s) for s in parts.path.split("/") if s]
+    return segments[1:]
+
+
+class MainServerAuth:
+    """HTTP callbacks to the main server (auth.url, auth.publish_url)."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.session = None
+        self.cache = DecisionCache(cfg.cache_ttl, cfg.cache_size) if cfg.cache_ttl > 0 else None
+        self.calls = 0
+
+    async def start(self):
+        import aiohttp
+        if self.session is None:
+            self.session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.cfg.timeout),
+                connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30),
+                auto_decompress=True)
+
+    async def close(self):
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    def _cache_key(self, req: SubscribeRequest):
+        return (req.path, req.query, tuple(sorted(req.headers.items())))
+
+    async def subscribe(self, req: SubscribeRequest) -> Decision:
+        if not self.cfg.url:
+            return Decision.deny(503, explain="No main server configured.")
+        if self.cache is not None:
+            hit = self.cache.get(self._cache_key(req))
+            if hit is not None:
+                return hit
+        headers = dict(req.headers)
+        headers.update({
+            "X-Original-URI": req.uri,
+            "X-Original-Method": req.method,
+            "X-Forwarded-For": req.client,
+            "X-Gogin-Mode": req.mode,
+            "X-Gogin-Channels": "/".join(req.channels),
+            "Content-Type": "application/json",
+        })
+        body = json.dumps({
+            "method": req.method, "uri": req.uri, "path": req.path, "query": req.query,
+            "client": req.client, "mode": req.mode, "channels": req.channels,
+            "headers": req.headers,
+        })
+        await self.start()
+        self.calls += 1
+        try:
+            async with self.session.post(self.cfg.url, data=body, headers=headers,
+                                         allow_redirects=False) as resp:
+                data = await resp.read()
+                decision = self._decide(resp.status, resp.headers, data)
+        except (asyncio.TimeoutError, OSError) as e:
+            log.warning("main server %s unreachable: %r", self.cfg.url, e)
+            return Decision.deny(503, explain="Main server unavailable.")
+        except Exception as e:       # aiohttp.ClientError and friends: fail closed
+            log.warning("main server %s failed: %r", self.cfg.url, e)
+            return Decision.deny(503, explain="Main server unavailable.")
+        if self.cache is not None:
+            self.cache.put(self._cache_key(req), decision)
+        return decision
+
+    @staticmethod
+    def _decide(status: int, headers, data: bytes) -> Decision:
+        if not 200 <= status < 300:
+            return Decision.deny(status, data, headers.get("Content-Type"))
+        user = headers.get("X-Gogin-User")
+        accel = headers.get("X-Accel-Redirect")
+        if accel:
+            channels = channels_from_accel_redirect(accel)
+        else:
+            try:
+                doc = json.loads(data or b"null")
+            except ValueError:
+                doc = None
+            if not isinstance(doc, dict) or not isinstance(doc.get("channels"), list):
+                return Decision.deny(502, explain="Main server answer has no channel list.")
+            channels = [str(c) for c in doc["channels"]]
+            if doc.get("user") is not None:
+                user = str(doc["user"])
+        if not channels:
+            return Decision.deny(403, explain="Main server gave no channels.")
+        return Decision.allow(channels, user)
+
+    async def publish(self, req: PublishRequest) -> PublishDecision:
+        if not self.cfg.publish_url:
+            return PublishDecision.reject(503)
+        headers = dict(req.headers)
+        headers.update({
+            "X-Forwarded-For": req.client,
+            "X-Gogin-Channels": "/".join(req.channels),
+            "Content-Type": "application/octet-stream" if req.binary else "text/plain; charset=utf-8",
+        })
+        if req.user is not None:
+            headers["X-Gogin-User"] = req.user
+        await self.start()
+        self.calls += 1
+        try:
+            async with self.session.post(self.cfg.publish_url, data=req.payload, headers=headers,
+                                         allow_redirects=False) as resp:
+                data = await resp.read()
+                target = resp.headers.get("X-Gogin-Channels")
+                channels = [c for c in target.split("/") if c] if target else None
+                # Nchan's upstream-request semantics (PROTOCOL.md §5)
+                if resp.status == 204:
+                    return PublishDecision.drop()
+                if resp.status == 304:
+                    return PublishDecision.as_is(channels)
+                if 200 <= resp.status < 300:
+                    if data:
+                        return PublishDecision.replace(data, channels)
+                    return PublishDecision.as_is(channels)
+                return PublishDecision.reject(resp.status)
+        except Exception as e:       # timeout, connection error: never publish unauthorized
+            log.warning("publish callback %s failed: %r", self.cfg.publish_url, e)
+            return PublishDecision.reject(503)
+
+
+SubscribeHook = Callable[[SubscribeRequest], Awaitable[Decision]]
+PublishHook = Callable[[PublishRequest], Awaitable[PublishDecision]]
+
+
+class CallableAuth:
+    """Auth hooks as Python coroutines (embedding): no HTTP round trip."""
+
+    def __init__(self, subscribe: Optional[SubscribeHook] = None,
+                 publish: Optional[PublishHook] = None):
+        self._subscribe = subscribe
+        self._publish = publish
+
+    async def start(self):
+        pass
+
+    async def close(self):
+        pass
+
+    async def subscribe(self, req: SubscribeRequest) -> Decision:
+        if self._subscribe is None:
+            return Decision.deny(503, explain="No main server configured.")
+        try:
+            return await self._subscribe(req)
+        except Exception:
+            log.exception("subscribe hook failed")
+            return Decision.deny(503, explain="Main server unavailable.")
+
+    async def publish(self, req: PublishRequest) -> PublishDecision:
+        if self._publish is None:
+            return PublishDecision.reject(503)
+        try:
+            return await self._publish(req)
+        except Exception:
+            log.exception("publish hook failed")
+            return PublishDecision.reject(503)

@@ -1,0 +1,243 @@
+"""Configuration: msgspec Structs read from TOML, then the environment, then CLI flags.
+
+Every key has a default, so an empty file (or none) gives the served table of PROTOCOL.md.
+A bad value stops startup with a ConfigError that names the key (``limits.max_head_size``).
+
+Environment: ``GOGIN_<SECTION>_<KEY>`` for the scalar keys of server, limits and auth
+(``GOGIN_SERVER_LISTEN=127.0.0.1:9000,[::1]:9000``, ``GOGIN_LIMITS_MAX_BACKPRESSURE=65536``),
+plus the short forms ``GOGIN_AUTH_URL`` and ``GOGIN_AUTH_PUBLISH_URL`` of PROTOCOL.md §5.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Literal, Optional
+
+import msgspec
+
+DEFAULT_TEMPLATE = ('{"id":~id~,"channel":"~channel-json~","text":"~text-json~",'
+                    '"tag":"~tag~","time":"~time~","eventid":"~event-id~"}')
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the key."""
+
+
+class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class Server(_Section):
+    listen: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1:9080"])
+    backlog: int = 511
+    reuse_port: bool = False
+    max_connections: int = 10000
+    allowed_networks: list[str] = msgspec.field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    api_key: Optional[str] = None
+    push_stream_explain_header: bool = False     # also send X-Nginx-PushStream-Explain
+    shutdown_timeout: float = 5.0
+    log_level: str = "info"
+    tick: float = 0.1
+
+
+class Limits(_Section):
+    max_head_size: int = 8192
+    max_headers: int = 100
+    max_body_size: int = 1 << 20
+    max_message_size: int = 1 << 20
+    max_backpressure: int = 1 << 20
+    backpressure_policy: Literal["close", "drop"] = "close"
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 60.0
+    max_channel_id_length: int = 1024
+    max_number_of_channels: int = 100            # per subscribe request
+    max_subscribers_per_channel: int = 0         # 0: no limit
+    wildcard_channel_prefix: str = "broad_"
+    wildcard_channel_max_qtd: int = 3
+    authorized_channels_only: bool = False
+    channel_inactivity_time: float = 30.0        # a channel nobody uses is forgotten after it
+
+
+class Auth(_Section):
+    url: Optional[str] = None                    # subscribe callback
+    publish_url: Optional[str] = None            # client-publish callback
+    timeout: float = 5.0
+    cache_ttl: float = 0.0                       # 0: no decision cache
+    cache_size: int = 10000
+    forward_headers: list[str] = msgspec.field(default_factory=lambda: [
+        "cookie", "authorization", "user-agent", "origin", "x-forwarded-for", "x-real-ip"])
+
+
+Role = Literal["publisher", "subscriber", "stats", "health", "metrics", "static"]
+Mode = Literal["websocket", "eventsource", "longpoll", "polling", "stream"]
+
+
+class Location(_Section):
+    path: str
+    role: Role
+    mode: Mode = "websocket"
+    channels: Literal["path", "query", "main_server"] = "path"
+    template: str = DEFAULT_TEMPLATE
+    public: bool = False              # open to every address (else allowed networks + api key)
+    client_publish: Literal["off", "main_server", "open"] = "off"
+    ping_interval: float = 30.0       # 0: no pings
+    ttl: float = 0.0                  # subscriber_connection_ttl; 0: none
+    max_message_size: Optional[int] = None     # client messages on this location
+    channel_info_on_publish: bool = True       # publisher: answer with the channel info
+    root: Optional[str] = None                 # static: directory served
+
+
+def default_locations() -> list[Location]:
+    L = Location
+    return [
+        L(path="/pub", role="publisher", channels="query"),
+        L(path="/ws/", role="subscriber", mode="websocket"),
+        L(path="/sub/", role="subscriber", mode="stream"),
+        L(path="/ev/", role="subscriber", mode="eventsource"),
+        L(path="/lp/", role="subscriber", mode="longpoll"),
+        L(path="/poll/", role="subscriber", mode="polling"),
+        L(path="/channels-stats", role="stats", channels="query"),
+        L(path="/subscribe/", role="subscriber", mode="websocket", channels="main_server",
+          public=True, client_publish="main_server"),
+        L(path="/subscribe-ev/", role="subscriber", mode="eventsource", channels="main_server",
+          public=True),
+        L(path="/subscribe-lp/", role="subscriber", mode="longpoll", channels="main_server",
+          public=True),
+        L(path="/subscribe-stream/", role="subscriber", mode="stream", channels="main_server",
+          public=True),
+        L(path="/metrics", role="metrics"),
+        L(path="/healthz", role="health", public=True),
+    ]
+
+
+class Config(_Section):
+    server: Server = msgspec.field(default_factory=Server)
+    limits: Limits = msgspec.field(default_factory=Limits)
+    auth: Auth = msgspec.field(default_factory=Auth)
+    locations: list[Location] = msgspec.field(default_factory=default_locations)
+    demo: bool = False
+
+    def validate(self) -> "Config":
+        """Checks msgspec's types can't express; raises ConfigError naming the key."""
+        for i, addr in enumerate(self.server.listen):
+            parse_listen(addr, f"server.listen[{i}]")
+        for i, net in enumerate(self.server.allowed_networks):
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as e:
+                raise ConfigError(f"server.allowed_networks[{i}]: {e}") from None
+        positive = [("server.backlog", self.server.backlog),
+                    ("server.max_connections", self.server.max_connections),
+                    ("server.tick", self.server.tick)]
+        positive += [(f"limits.{k}", getattr(self.limits, k)) for k in (
+            "max_head_size", "max_headers", "max_body_size", "max_message_size",
+            "max_backpressure", "header_timeout", "keepalive_timeout", "max_channel_id_length",
+            "max_number_of_channels")]
+        positive += [("auth.timeout", self.auth.timeout)]
+        for key, value in positive:
+            if value <= 0:
+                raise ConfigError(f"{key}: must be positive, not {value!r}")
+        for key in ("max_subscribers_per_channel", "wildcard_channel_max_qtd",
+                    "channel_inactivity_time"):
+            if getattr(self.limits, key) < 0:
+                raise ConfigError(f"limits.{key}: must be >= 0")
+        if self.server.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
+            raise ConfigError(f"server.log_level: unknown level {self.server.log_level!r}")
+        for key in ("url", "publish_url"):
+            url = getattr(self.auth, key)
+            if url is not None and not url.startswith(("http://", "https://")):
+                raise ConfigError(f"auth.{key}: must be an http:// or https:// URL, not {url!r}")
+        seen = set()
+        for i, loc in enumerate(self.locations):
+            where = f"locations[{i}]"
+            if not loc.path.startswith("/"):
+                raise ConfigError(f"{where}.path: must start with '/', not {loc.path!r}")
+            if loc.path in seen:
+                raise ConfigError(f"{where}.path: {loc.path!r} is configured twice")
+            seen.add(loc.path)
+            if loc.ping_interval < 0 or loc.ttl < 0:
+                raise ConfigError(f"{where}: ping_interval and ttl must be >= 0")
+            if loc.role == "static" and not loc.root:
+                raise ConfigError(f"{where}.root: a static location needs a directory")
+            if loc.client_publish != "off" and (loc.role != "subscriber"
+                                                 or loc.mode != "websocket"):
+                raise ConfigError(f"{where}.client_publish: only websocket subscriber "
+                                  "locations take client messages")
+            if loc.max_message_size is not None and loc.max_message_size <= 0:
+                raise ConfigError(f"{where}.max_message_size: must be positive")
+        return self
+
+
+def parse_listen(addr: str, key: str = "server.listen") -> tuple[str, int]:
+    """'127.0.0.1:9080', '[::1]:9080', ':9080' (all IPv4 addresses) -> (host, port)."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{key}: {addr!r} is not host:port")
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            raise ConfigError(f"{key}: {host!r} is not an IP address") from None
+    return host, int(port)
+
+
+def _error_key(err: msgspec.ValidationError) -> str:
+    # msgspec says "... - at `$.limits.max_head_size`"; turn it into "limits.max_head_size: ..."
+    text = str(err)
+    msg, _, where = text.rpartition(" - at `")
+    if not msg:
+        return text
+    key = where.rstrip("`").removeprefix("$.").removeprefix("$")
+    return f"{key}: {msg}"
+
+
+def load(path: Optional[str] = None, *, env: Optional[dict] = None,
+         overrides: Optional[dict] = None) -> Config:
+    """TOML file (optional) -> environment -> overrides ({"server.listen": [...], ...})."""
+    raw: dict = {}
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                raw = msgspec.toml.decode(fh.read())
+        except OSError as e:
+            raise ConfigError(f"config file {path}: {e.strerror}") from None
+        except msgspec.DecodeError as e:
+            raise ConfigError(f"config file {path}: {e}") from None
+    env = os.environ if env is None else env
+    for name, value in env.items():
+        if not name.startswith("GOGIN_") or value == "":
+            continue
+        key = {"GOGIN_AUTH_URL": "auth.url",
+               "GOGIN_AUTH_PUBLISH_URL": "auth.publish_url"}.get(name)
+        if key is None:
+            section, _, field = name[6:].lower().partition("_")
+            if section not in ("server", "limits", "auth") or not field:
+                continue
+            key = f"{section}.{field}"
+        _set(raw, key, value, from_env=True)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set(raw, key, value)
+    try:
+        cfg = msgspec.convert(raw, Config, strict=False)
+    except msgspec.ValidationError as e:
+        raise ConfigError(_error_key(e)) from None
+    return cfg.validate()
+
+
+def _set(raw: dict, key: str, value, from_env: bool = False) -> None:
+    section, _, field = key.partition(".")
+    sect = raw.setdefault(section, {})
+    if not isinstance(sect, dict):
+        raise ConfigError(f"{section}: must be a table")
+    if from_env:
+        struct = {"server": Server, "limits": Limits, "auth": Auth}[section]
+        ftype = struct.__annotations__.get(field)
+        if ftype is None:
+            raise ConfigError(f"{key}: unknown key (from the environment)")
+        if "list[" in str(ftype):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+    sect[field] = value

@@ -1,0 +1,436 @@
+"""Locations: what a path does (publisher, subscriber in one mode, stats, health, metrics,
+static files), configured like nginx locations.  Each request reaches exactly one."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import ipaddress
+import json
+import logging
+import mimetypes
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Optional
+
+from gogin._core import Opcode
+from gogin.auth import PublishRequest, SubscribeRequest
+from gogin.publish import (
+    DELETED_ID, DELETED_TEXT, HttpError, channel_info, channel_info_of, check_channel_id,
+    check_subscription, group_info, is_text, parse_channel_path,
+)
+from gogin import stats
+
+log = logging.getLogger("gogin.server")
+
+NO_CACHE = [("Cache-Control", "no-cache, no-store, must-revalidate"),
+            ("Expires", "Thu, 01 Jan 1970 00:00:01 GMT")]
+PUBLISHER_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
+WS_VERSION_EXPLAIN = "Version not supported. Supported versions: 8, 13"
+WS_HEADERS_EXPLAIN = ("Don't have at least one of the mandatory headers: Connection, Upgrade, "
+                      "Sec-WebSocket-Key and Sec-WebSocket-Version")
+MAX_PENDING_PUBLISHES = 64     # client messages waiting for the main server, per connection
+
+
+@dataclass
+class ClientState:
+    """conn.data of a subscriber: who it is and what it sent that still waits for a decision."""
+    location: "Location"
+    user: Optional[str] = None
+    credentials: dict = field(default_factory=dict)
+    pending: deque = field(default_factory=deque)
+    busy: bool = False
+
+
+class Location:
+    def __init__(self, server, cfg):
+        self.server = server
+        self.cfg = cfg
+        self.path = cfg.path
+
+    def matches(self, path: str) -> bool:
+        p = self.path
+        if p.endswith("/"):
+            return path.startswith(p) or path == p[:-1]
+        return path == p or path.startswith(p + "/")
+
+    def tail(self, path: str) -> str:
+        return path[len(self.path):].lstrip("/") if len(path) > len(self.path) else ""
+
+    def handle(self, conn, req):
+        raise NotImplementedError
+
+    def on_message(self, conn, opcode, data):
+        conn.close(1003, "this location takes no messages")
+
+    # -- shared checks -------------------------------------------------------------------------
+
+    def check_access(self, conn, req):
+        """Non-public locations answer the allowed networks and, if set, the API key holders."""
+        if self.cfg.public:
+            return
+        peer = conn.peer
+        if peer is not None:
+            ip = ipaddress.ip_address(peer[0].split("%")[0])
+            if getattr(ip, "ipv4_mapped", None):
+                ip = ip.ipv4_mapped
+            if not any(ip in net for net in self.server.networks):
+                raise HttpError(403, "Address not allowed.")
+        key = self.server.config.server.api_key
+        if key:
+            given = req.get("x-api-key") or ""
+            auth = req.get("authorization") or ""
+            if not given and auth.lower().startswith("bearer "):
+                given = auth[7:].strip()
+            if not hmac.compare_digest(given.encode(), key.encode()):
+                raise HttpError(403, "Invalid API key.")
+
+
+def websocket_key(req) -> Optional[str]:
+    """The client's key if this is a valid WebSocket handshake (RFC 6455 §4.2.1), None if it is
+    no upgrade at all; raises HttpError for a broken one."""
+    upgrade = (req.get("upgrade") or "").lower()
+    connection = [t.strip().lower() for t in (req.get("connection") or "").split(",")]
+    key = req.get("sec-websocket-key")
+    version = req.get("sec-websocket-version")
+    if upgrade != "websocket" and "upgrade" not in connection and key is None:
+        return None
+    if upgrade != "websocket" or "upgrade" not in connection or not key or not version:
+        raise HttpError(400, WS_HEADERS_EXPLAIN)
+    if version.strip() not in ("13", "8"):
+        raise HttpError(400, WS_VERSION_EXPLAIN, [("Sec-WebSocket-Version", "13")])
+    if req.method != "GET":
+        raise HttpError(405, "WebSocket handshakes use GET.", [("Allow", "GET")])
+    try:
+        if len(base64.b64decode(key.strip(), validate=True)) != 16:
+            raise ValueError
+    except ValueError:
+        raise HttpError(400, "Invalid Sec-WebSocket-Key.") from None
+    return key.strip()
+
+
+class PublisherLocation(Location):
+    """PROTOCOL.md §2: POST/PUT publish, GET info, DELETE, and the publisher WebSocket."""
+
+    def handle(self, conn, req):
+        self.check_access(conn, req)
+        key = websocket_key(req)
+        params = req.query_params()
+        ids = params.get("id")
+        if key is not None:
+            return self._websocket(conn, req, key, ids)
+        if req.method == "OPTIONS":
+            return self.server.respond(conn, 200, [("Allow", PUBLISHER_METHODS)] + NO_CACHE)
+        if req.method not in ("GET", "POST", "PUT", "DELETE"):
+            raise HttpError(405, "Method not allowed.", [("Allow", PUBLISHER_METHODS)])
+        if not ids:
+            raise HttpError(400, "No channel id provided.")
+        names = [n for n in ids.split("/") if n]
+        if not names:
+            raise HttpError(400, "No channel id provided.")
+        for n in names:
+            check_channel_id(n, self.server.config.limits)
+        if len(names) != len(set(names)):
+            names = list(dict.fromkeys(names))
+        if req.method in ("POST", "PUT"):
+            return self._publish(conn, req, names)
+        if req.method == "GET":
+            return self._info(conn, names)
+        return self._delete(conn, req, names)
+
+    def _publish(self, conn, req, names):
+        body = req.body
+        if not body:
+            raise HttpError(400, "Empty post requests are not allowed.")
+        if len(body) > self.server.config.limits.max_message_size:
+            raise HttpError(413, "Message is too large.")
+        if self.server.is_events_channel(names):
+            raise HttpError(403, "Channel id not authorized for this method.")
+        binary = not is_text(body, req.get("content-type"))
+        for n in names:
+            self.server.publish(n, body, event_id=req.get("event-id"),
+                                event_type=req.get("event-type"), binary=binary)
+        if not self.cfg.channel_info_on_publish:
+            return self.server.respond(conn, 200, NO_CACHE)
+        self._answer_info(conn, names)
+
+    def _answer_info(self, conn, names):
+        hub = self.server.hub
+        if len(names) == 1:
+            body = (channel_info_of(hub, names[0]) + "\r\n").encode("utf-8")
+        else:
+            body = self.server.group_info([channel_info_of(hub, n) for n in names])
+        self.server.respond(conn, 200, [("Content-Type", "application/json")] + NO_CACHE, body)
+
+    def _info(self, conn, names):
+        existing = [n for n in names if self.server.hub.channel(n) is not None]
+        if not existing:
+            raise HttpError(404, "Channel not found.")
+        self._answer_info(conn, existing if len(names) > 1 else names)
+
+    def _delete(self, conn, req, names):
+        existing = [n for n in names if self.server.hub.channel(n) is not None]
+        if not existing:
+            raise HttpError(404, "Channel not found.")
+        text = req.body or DELETED_TEXT
+        for n in existing:
+            self.server.delete_channel(n, text)
+        self.server.respond(conn, 200, [("X-Gogin-Explain", "Channel deleted.")] + NO_CACHE)
+
+    def _websocket(self, conn, req, key, ids):
+        names = None
+        if ids:
+            names = [n for n in ids.split("/") if n]
+            for n in names:
+                check_channel_id(n, self.server.config.limits)
+            if self.server.is_events_channel(names):
+                raise HttpError(403, "Channel id not authorized for this method.")
+            for n in names:
+                self.server.hub.ensure_channel(n)
+        conn.data = ClientState(self)
+        # with ?id= the core publishes every message itself (no Python per message)
+        conn.upgrade((), None, key=key, publish_to=names,
+                     max_message_size=self.server.config.limits.max_message_size)
+
+    def on_message(self, conn, opcode, data):
+        """Publisher WebSocket without ?id=: JSON {"id", "text", "event_id", "event_type"}
+        objects (or arrays of them), published in order; errors answer {"error", "index"}."""
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            conn.send(json.dumps({"error": "message is not JSON", "index": 0}))
+            return
+        items = doc if isinstance(doc, list) else [doc]
+        for i, item in enumerate(items):
+            err = self._publish_item(item)
+            if err:
+                conn.send(json.dumps({"error": err, "index": i}))
+
+    def _publish_item(self, item) -> Optional[str]:
+        if not isinstance(item, dict):
+            return "each message is a JSON object"
+        ids = item.get("id")
+        names = [ids] if isinstance(ids, str) else ids
+        if not names or not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            return "id must be a channel id or a list of them"
+        text = item.get("text")
+        if not isinstance(text, str) or not text:
+            return "text must be a non-empty string"
+        try:
+            for n in names:
+                check_channel_id(n, self.server.config.limits)
+        except HttpError as e:
+            return e.explain
+        if self.server.is_events_channel(names):
+            return "Channel id not authorized for this method."
+        for n in names:
+            self.server.publish(n, text.encode("utf-8"), event_id=item.get("event_id"),
+                                event_type=item.get("event_type"))
+        return None
+
+
+class SubscriberLocation(Location):
+    """PROTOCOL.md §3: websocket, eventsource, long-polling, polling, streaming subscribers;
+    channels from the path, the query, or the main server (public auth-front locations)."""
+
+    def __init__(self, server, cfg):
+        super().__init__(server, cfg)
+        hub = server.hub
+        mode = cfg.mode
+        if mode == "websocket":
+            self.format = hub.format("websocket", cfg.template)
+        elif mode == "eventsource":
+            self.format = hub.format("eventsource", cfg.template, ping=b": -1\n\n")
+        elif mode == "stream":
+            self.format = hub.format("stream", cfg.template + "\r\n", chunked=True,
+                                     footer=b"0\r\n\r\n")
+        else:   # longpoll, polling
+            head = ("HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                    + "".join(f"{k}: {v}\r\n" for k, v in NO_CACHE)).encode("latin-1")
+            self.format = hub.format("longpoll", cfg.template, head=head)
+
+    def handle(self, conn, req):
+        self.check_access(conn, req)
+        key = None
+        if self.cfg.mode == "websocket":
+            key = websocket_key(req)
+            if key is None:
+                raise HttpError(400, WS_HEADERS_EXPLAIN)
+        elif req.method not in ("GET", "HEAD", "OPTIONS"):
+            raise HttpError(405, "Method not allowed.", [("Allow", "GET, OPTIONS")])
+        if req.method == "OPTIONS":
+            return self.server.respond(conn, 200, [("Allow", "GET, OPTIONS")] + NO_CACHE)
+        limits = self.server.config.limits
+        if self.cfg.channels == "main_server":
+            hint = [r.name for r in parse_channel_path(self.tail(req.path), limits)] \
+                if self.tail(req.path) else []
+            task = asyncio.ensure_future(self._authorize(conn, req, key, hint))
+            self.server.track(task)
+            return
+        if self.cfg.channels == "query":
+            tail = req.query_params().get("id", "")
+        else:
+            tail = self.tail(req.path)
+        refs = parse_channel_path(tail, limits)
+        self._start(conn, req, key, [r.name for r in refs], ClientState(self))
+
+    async def _authorize(self, conn, req, key, hint):
+        headers = {}
+        for name in self.server.config.auth.forward_headers:
+            value = req.get(name)
+            if value is not None:
+                headers[name] = value
+        sreq = SubscribeRequest(method=req.method, uri=req.target, path=req.path,
+                                query=req.query, client=(req.peer or ("", 0))[0],
+                                mode=self.cfg.mode, channels=hint, headers=headers)
+        decision = await self.server.auth.subscribe(sreq)
+        if conn.closed:
+            return
+        try:
+            if not decision.allowed:
+                if decision.explain:
+                    raise HttpError(decision.status, decision.explain)
+                hdrs = [("Content-Type", decision.content_type)] if decision.content_type else []
+                return self.server.respond(conn, decision.status, hdrs + NO_CACHE, decision.body)
+            names = []
+            for n in decision.channels:
+                check_channel_id(n, self.server.config.limits)
+                names.append(n)
+            self._start(conn, req, key, names,
+                        ClientState(self, user=decision.user, credentials=headers))
+        except HttpError as e:
+            self.server.error(conn, e)
+
+    def _start(self, conn, req, key, names, state):
+        check_subscription(self.server.hub, names, self.server.config.limits)
+        conn.data = state
+        cfg = self.cfg
+        mode = cfg.mode
+        if mode == "websocket":
+            conn.upgrade(names, self.format, key=key, ping_interval=cfg.ping_interval,
+                         ttl=cfg.ttl, max_message_size=cfg.max_message_size or 0)
+        elif mode == "eventsource":
+            head = self.server.head(200, [("Content-Type", "text/event-stream; charset=utf-8"),
+                                          ("Connection", "close")] + NO_CACHE)
+            conn.start_stream(head + b": \n\n", names, self.format,
+                              ping_interval=cfg.ping_interval, ttl=cfg.ttl)
+        elif mode == "stream":
+            head = self.server.head(200, [("Content-Type", "text/plain; charset=utf-8"),
+                                          ("Transfer-Encoding", "chunked")] + NO_CACHE)
+            conn.start_stream(head, names, self.format, ping_interval=cfg.ping_interval,
+                              ttl=cfg.ttl, footer=b"0\r\n\r\n")
+        elif mode == "longpoll":
+            timeout = cfg.ttl or 30.0
+            conn.hold(names, self.format, timeout,
+                      self.server.head(304, NO_CACHE, content_length=0))
+        else:   # polling: without stored messages (issue 4) there is nothing new yet
+            self.server.respond(conn, 304, NO_CACHE)
+        self.server.note_subscribed(names)
+
+    # -- client messages (PROTOCOL.md §3 websocket, §5 publish) ------------------------------
+
+    def on_message(self, conn, opcode, data):
+        state = conn.data
+        policy = self.cfg.client_publish
+        if policy == "off":
+            conn.close(1008, "client messages are not accepted on this location")
+            return
+        binary = opcode == Opcode.BINARY
+        if policy == "open":
+            for ch in conn.channels:
+                self.server.publish(ch, data, binary=binary)
+            return
+        if len(state.pending) >= MAX_PENDING_PUBLISHES:
+            conn.close(1008, "too many messages waiting for authorization")
+            return
+        state.pending.append((data, binary))
+        if not state.busy:
+            state.busy = True
+            self.server.track(asyncio.ensure_future(self._drain(conn, state)))
+
+    async def _drain(self, conn, state):
+        """One callback at a time per connection, so a client's messages keep their order."""
+        try:
+            while state.pending and not conn.closed:
+                data, binary = state.pending.popleft()
+                channels = conn.channels
+                decision = await self.server.auth.publish(PublishRequest(
+                    user=state.user, channels=channels, payload=data, binary=binary,
+                    headers=state.credentials, client=(conn.peer or ("", 0))[0]))
+                if decision.action == "publish":
+                    payload = data if decision.payload is None else decision.payload
+                    targets = decision.channels if decision.channels is not None else channels
+                    if self.server.is_events_channel(targets):
+                        continue
+                    for ch in targets:
+                        self.server.publish(ch, payload,
+                                            binary=binary and decision.payload is None)
+                elif decision.action == "reject" and not conn.closed:
+                    conn.send(json.dumps({"error": "publish rejected",
+                                          "status": decision.status}))
+        finally:
+            state.busy = False
+
+
+class StatsLocation(Location):
+    def handle(self, conn, req):
+        self.check_access(conn, req)
+        if req.method not in ("GET", "HEAD"):
+            raise HttpError(405, "Method not allowed.", [("Allow", "GET")])
+        ids = req.query_params().get("id")
+        hdrs = [("Content-Type", "application/json")] + NO_CACHE
+        if not ids:
+            return self.server.respond(conn, 200, hdrs, stats.summarized(self.server))
+        if ids == "ALL" or "*" in ids:
+            return self.server.respond(conn, 200, hdrs, stats.detailed(self.server, ids))
+        if self.server.hub.channel(ids) is None:
+            raise HttpError(404, "Channel not found.")
+        body = (channel_info_of(self.server.hub, ids) + "\r\n").encode("utf-8")
+        self.server.respond(conn, 200, hdrs, body)
+
+
+class HealthLocation(Location):
+    def handle(self, conn, req):
+        self.check_access(conn, req)
+        self.server.respond(conn, 200, [("Content-Type", "text/plain")] + NO_CACHE, b"ok\n")
+
+
+class MetricsLocation(Location):
+    def handle(self, conn, req):
+        self.check_access(conn, req)
+        self.server.respond(conn, 200, [("Content-Type", "text/plain; version=0.0.4")] + NO_CACHE,
+                            stats.prometheus(self.server))
+
+
+class StaticLocation(Location):
+    """Files under `root` (the demo page, gogin.js).  GET/HEAD only; no directory listing."""
+
+    def handle(self, conn, req):
+        self.check_access(conn, req)
+        if req.method not in ("GET", "HEAD"):
+            raise HttpError(405, "Method not allowed.", [("Allow", "GET, HEAD")])
+        root = os.path.realpath(self.cfg.root)
+        rel = self.tail(req.path) or "index.html"
+        full = os.path.realpath(os.path.join(root, rel))
+        if not full.startswith(root + os.sep) or not os.path.isfile(full):
+            raise HttpError(404, "Not found.")
+        with open(full, "rb") as fh:
+            body = fh.read()
+        ctype = mimetypes.guess_type(full)[0] or "application/octet-stream"
+        if ctype.startswith("text/") or ctype in ("application/javascript",):
+            ctype += "; charset=utf-8"
+        self.server.respond(conn, 200, [("Content-Type", ctype), ("Cache-Control", "no-cache")],
+                            body)
+
+
+ROLES = {"publisher": PublisherLocation, "subscriber": SubscriberLocation,
+         "stats": StatsLocation, "health": HealthLocation, "metrics": MetricsLocation,
+         "static": StaticLocation}
+
+
+def build(server, cfgs) -> list[Location]:
+    """Locations sorted by path length, longest first: the most specific prefix wins."""
+    locs = [ROLES[c.role](server, c) for c in cfgs]
+    return sorted(locs, key=lambda l: len(l.path), reverse=True)

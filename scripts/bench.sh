@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Reproduce benchmarks/RESULTS.md: release build (-O2, no bounds checks), the socketpair fanout
+# script at 1k and 10k subscribers, then the pytest-benchmark micro-benchmarks.
+#
+#   scripts/bench.sh                 # results in build/bench/
+#   OUT=/tmp/b ROUNDS=50 scripts/bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OUT=${OUT:-build/bench}
+ROUNDS=${ROUNDS:-50}
+MESSAGES=${MESSAGES:-100}
+SIZE=${SIZE:-100}
+PY=${PYTHON:-python}
+mkdir -p "$OUT"
+
+# release flavour: setup.py re-cythonizes by itself when the previous build was debug/sanitize
+unset GOGIN_DEBUG GOGIN_SANITIZE GOGIN_SELECTOR GOGIN_EXT GOGIN_ANNOTATE
+"$PY" setup.py build_ext --inplace >"$OUT/build.log" 2>&1 || { cat "$OUT/build.log"; exit 1; }
+
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "cpu: $(lscpu | sed -n 's/^Model name: *//p') ($(nproc) CPUs)"
+  echo "kernel: $(uname -r)"
+  echo "python: $("$PY" -c 'import platform; print(platform.python_version())')"
+  echo "cython: $("$PY" -c 'import Cython; print(Cython.__version__)')"
+  echo "gcc: $(gcc -dumpfullversion 2>/dev/null || echo '?')"
+  echo "build: $(cat build/.gogin-flavour) (-O2)"
+  echo "nofile: $(ulimit -Sn)/$(ulimit -Hn)"
+  echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- gogin 2>/dev/null || echo ' (gogin/ modified)')"
+} | tee "$OUT/env.txt"
+
+for n in 1000 10000; do
+  echo "== fanout_socketpairs --subscribers $n --messages $MESSAGES --size $SIZE --rounds $ROUNDS"
+  "$PY" benchmarks/fanout_socketpairs.py --subscribers "$n" --messages "$MESSAGES" \
+      --size "$SIZE" --rounds "$ROUNDS" | tee "$OUT/fanout_$n.txt"
+  "$PY" benchmarks/fanout_socketpairs.py --subscribers "$n" --messages "$MESSAGES" \
+      --size "$SIZE" --rounds "$ROUNDS" --json >"$OUT/fanout_$n.json"
+done
+
+echo "== pytest-benchmark"
+"$PY" -m pytest benchmarks/ -q -p no:cacheprovider --benchmark-enable \
+    --benchmark-json="$OUT/micro.json" \
+    --benchmark-columns=min,median,mean,stddev,rounds | tee "$OUT/micro.txt"
+
+# throughputs recorded in extra_info
+"$PY" - "$OUT/micro.json" <<'PYEOF'
+import json, sys
+for b in json.load(open(sys.argv[1]))["benchmarks"]:
+    extra = {k: (f"{v:,.0f}" if isinstance(v, float) else v)
+             for k, v in b["extra_info"].items() if k != "note"}
+    print(f"{b['name']:45s} median {b['stats']['median'] * 1e6:12.2f} us  {extra}")
+PYEOF
+echo "results in $OUT/"
