@@ -48,7 +48,6 @@ class Server:
         self.started = time.monotonic()
         self._tasks: set = set()
         self._sweeper: Optional[asyncio.Task] = None
-        self._stopped = asyncio.Event() if False else None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -104,14 +103,15 @@ class Server:
     def delete_channel(self, name: str, text: bytes = b"Channel deleted"):
         """Subscribers get a message with id -2, then lose that channel (a connection with no
         channel left is closed: WebSocket with 1000, streams with their footer)."""
+        now = int(time.time())
         for conn in self.hub.subscribers(name):
             fmt = conn.format
             try:
                 if conn.state == "longpoll":
-                    conn.send_raw(fmt.render_bytes(text, id=DELETED_ID, channel=name))
+                    conn.send_raw(fmt.render_bytes(text, id=DELETED_ID, channel=name, time=now))
                     conn.close()
                     continue
-                conn.send_raw(fmt.render_bytes(text, id=DELETED_ID, channel=name))
+                conn.send_raw(fmt.render_bytes(text, id=DELETED_ID, channel=name, time=now))
                 conn.unsubscribe(name)
                 if not conn.channels:
                     conn.close(1000, "Channel deleted")

@@ -1,0 +1,118 @@
+"""gogin-server: the command line of the notification server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from gogin import __version__
+from gogin.config import ConfigError, load
+
+log = logging.getLogger("gogin")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gogin-server",
+        description="WebSocket notification server (nginx-push-stream compatible) with "
+                    "main-server auth callbacks.")
+    p.add_argument("--config", "-c", metavar="FILE", help="TOML configuration file")
+    p.add_argument("--listen", "-l", action="append", metavar="HOST:PORT",
+                   help="address to listen on (repeatable; overrides server.listen)")
+    p.add_argument("--check-config", action="store_true",
+                   help="validate the configuration and exit (0 if valid)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                   help="overrides server.log_level")
+    p.add_argument("--auth-url", metavar="URL", help="main server's subscribe callback")
+    p.add_argument("--auth-publish-url", metavar="URL", help="main server's publish callback")
+    p.add_argument("--api-key", metavar="KEY", help="API key for the publisher and stats")
+    p.add_argument("--demo", action="store_true",
+                   help="also run the demo main server and serve the demo page at /")
+    p.add_argument("--version", action="version", version=f"gogin {__version__}")
+    return p
+
+
+def config_from_args(args):
+    overrides = {
+        "server.listen": args.listen,
+        "server.log_level": args.log_level,
+        "server.api_key": args.api_key,
+        "auth.url": args.auth_url,
+        "auth.publish_url": args.auth_publish_url,
+    }
+    cfg = load(args.config, overrides=overrides)
+    if args.demo:
+        cfg.demo = True
+    return cfg
+
+
+async def run(cfg) -> int:
+    from gogin.server import Server
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    demo = None
+    if cfg.demo:
+        from gogin.demo import start_demo
+        demo, cfg = await start_demo(cfg)
+    server = Server(cfg)
+    try:
+        await server.start()
+    except OSError as e:
+        log.error("cannot listen: %s", e)
+        if demo is not None:
+            await demo.cleanup()
+        return 1
+    for host, port in server.addresses:
+        log.info("gogin %s listening on http://%s:%s (selector: %s)", __version__,
+                 f"[{host}]" if ":" in host else host, port, server.hub.backend)
+    for loc in sorted(server.locations, key=lambda l: l.path):
+        c = loc.cfg
+        what = c.role if c.role != "subscriber" else f"subscriber/{c.mode} channels from {c.channels}"
+        log.info("  %-20s %s%s", c.path, what, "" if c.public else " (allowed networks only)")
+    if cfg.auth.url:
+        log.info("main server: subscribe callback %s", cfg.auth.url)
+    else:
+        log.info("main server: none configured (public locations answer 503)")
+    if demo is not None:
+        host, port = server.addresses[0]
+        log.info("demo: open http://%s:%s/ in a browser", host, port)
+
+    await stop.wait()
+    log.info("stopping: closing connections (WebSocket 1001), up to %.1f s",
+             cfg.server.shutdown_timeout)
+    await server.stop()
+    if demo is not None:
+        await demo.cleanup()
+    log.info("stopped")
+    return 0
+
+
+def server_main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+    except ConfigError as e:
+        print(f"gogin-server: configuration error: {e}", file=sys.stderr)
+        return 2
+    if args.check_config:
+        print(f"configuration OK ({args.config or 'defaults'}): "
+              f"{len(cfg.locations)} locations, listen {', '.join(cfg.server.listen)}")
+        return 0
+    logging.basicConfig(level=cfg.server.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+    except ImportError:          # uvloop is a dependency; this only guards odd platforms
+        return asyncio.run(run(cfg))
+    return uvloop.run(run(cfg))
+
+
+if __name__ == "__main__":
+    sys.exit(server_main())
