@@ -19,7 +19,7 @@ import sys
 from setuptools import Extension, setup
 
 CORE = "gogin/_core"
-MODULES = ["selector", "http", "frames", "buffers", "registry", "fanout", "hub"]
+MODULES = ["selector", "http", "frames", "buffers", "history", "registry", "fanout", "hub"]
 
 
 def flag(name):

@@ -136,6 +136,8 @@ class Config(_Section):
             "max_backpressure", "header_timeout", "keepalive_timeout", "max_channel_id_length",
             "max_number_of_channels")]
         positive += [("auth.timeout", self.auth.timeout)]
+        if self.server.tick > 10:
+            raise ConfigError(f"server.tick: at most 10 seconds, not {self.server.tick!r}")
         for key, value in positive:
             if value <= 0:
                 raise ConfigError(f"{key}: must be positive, not {value!r}")

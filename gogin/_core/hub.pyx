@@ -31,6 +31,10 @@ from gogin._core.frames cimport (
     WsParser, WsFrameEvent, ws_parser_init, ws_parser_free, ws_parser_feed,
     WS_NONE, WS_MESSAGE, WS_PING, WS_PONG, WS_CLOSE, WS_ERROR, TEXT, BINARY, CLOSE, PONG,
 )
+from gogin._core.history cimport (
+    History, Stored, history_init, history_append, history_expire, history_clear,
+    history_clear_channel,
+)
 from gogin._core.http cimport Request, HeadResult, parse_head
 from gogin._core.registry cimport Registry, Channel, Sub, sublist_init
 from gogin._core.selector cimport Selector, GG_READABLE, GG_WRITABLE, GG_NONE
@@ -309,6 +313,68 @@ cdef class Connection:
         self._hub._queue_frame(&self.c, f)
         return True
 
+    def replay(self, str channel, Py_ssize_t last=0, since_id=None, since_time=None,
+               int since_tag=-1, event_id=None):
+        """Queue stored messages of `channel` to this connection, oldest first, before any
+        live one (call it right after upgrade/start_stream/hold: nothing runs in between, so
+        there is no gap and no duplicate).  Position, one of:
+          last=N                       the N newest stored messages (backtrack .bN)
+          since_id=I                   messages with an id > I
+          since_time=T, since_tag=G    messages after (T, G) (If-Modified-Since/If-None-Match)
+          event_id=E                   messages after the one whose event id is E
+        Returns (sent, gap): gap is True when messages after the position were lost (evicted
+        by a storage limit), or the event id is no longer stored.
+        A long-poll connection takes the first message and is answered."""
+        cdef Hub hub = self._hub
+        cdef Channel ch
+        cdef Stored *s
+        cdef Py_ssize_t k, sent = 0
+        cdef bint gap = False
+        cdef bytes eid
+        if self.c.state not in (CS_WEBSOCKET, CS_STREAM, CS_LONGPOLL):
+            return (0, False)
+        ch = hub._reg.channels.get(channel)
+        if ch is None:
+            return (0, since_id is not None and since_id > 0 or event_id is not None)
+        s = ch.hist.first
+        if last > 0:
+            s = ch.hist.last
+            k = 1
+            while k < last and s != NULL and s.cprev != NULL:
+                s = s.cprev
+                k += 1
+            gap = last > ch.hist.count and ch.hist.lost > 0
+        elif since_id is not None:
+            while s != NULL and s.id <= since_id:
+                s = s.cnext
+            gap = ch.hist.lost > 0 and since_id < ch.hist.lost_id
+        elif since_time is not None:
+            while s != NULL and (s.time < since_time or (s.time == since_time and s.tag <= since_tag)):
+                s = s.cnext
+            gap = ch.hist.lost > 0 and (since_time < ch.hist.lost_time or
+                                        (since_time == ch.hist.lost_time and since_tag < ch.hist.lost_tag))
+        elif event_id is not None:
+            eid = event_id.encode("utf-8") if isinstance(event_id, str) else bytes(event_id)
+            s = ch.hist.last
+            while s != NULL and not (s.eid_len == len(eid) and
+                                     s.data[s.len:s.len + s.eid_len] == eid):
+                s = s.cprev
+            if s != NULL:
+                s = s.cnext
+            else:
+                s = ch.hist.first      # unknown id: everything stored, and say so
+                gap = True
+        else:
+            return (0, False)
+        while s != NULL and self.c.state != CS_CLOSED:
+            hub._replay_one(&self.c, ch, s)
+            sent += 1
+            if self.c.flags & CF_ONESHOT:
+                hub._finish_longpoll(&self.c)
+                break
+            s = s.cnext
+        return (sent, gap)
+
     def send_raw(self, bytes data):
         """Queue bytes exactly as given (a frame rendered by a Format, a prepared chunk)."""
         cdef Frame *f
@@ -348,6 +414,7 @@ cdef class Hub:
     cdef Selector _sel
     cdef Registry _reg
     cdef FanoutState _fs
+    cdef History _hist
     cdef list _formats
     cdef public object on_request
     cdef public object on_message
@@ -396,6 +463,7 @@ cdef class Hub:
         self._close_going_away = NULL
         memset(self._wheel, 0, sizeof(self._wheel))
         fanout_init(&self._fs)
+        history_init(&self._hist)
 
     def __init__(self, on_request=None, on_message=None, on_close=None, *,
                  Py_ssize_t max_connections=10000, Py_ssize_t max_head_size=8192,
@@ -452,6 +520,7 @@ cdef class Hub:
     def __dealloc__(self):
         cdef int fd
         cdef Connection conn
+        history_clear(&self._hist)
         if self._table != NULL:
             for fd in range(self._table_size):
                 if self._table[fd] != NULL:
@@ -1136,12 +1205,17 @@ cdef class Hub:
         # tag: messages published within the same second (push-stream's time/tag pair)
         ch.last_tag = ch.last_tag + 1 if now == ch.last_time else 0
         ch.last_time = now
-        if ch.subscribers == 0:
-            return 0
         if event_id is not None:
             eid = event_id.encode("utf-8") if isinstance(event_id, str) else bytes(event_id)
         if event_type is not None:
             etype = event_type.encode("utf-8") if isinstance(event_type, str) else bytes(event_type)
+        if self._hist.max_per_channel > 0:
+            history_append(&self._hist, &ch.hist, ch.last_id, now, ch.last_tag, binary, data, n,
+                           <const unsigned char *>PyBytes_AS_STRING(eid), len(eid),
+                           <const unsigned char *>PyBytes_AS_STRING(etype), len(etype),
+                           _monotonic_ms())
+        if ch.subscribers == 0:
+            return 0
         memset(&m, 0, sizeof(Message))
         m.data = data
         m.len = n
@@ -1166,6 +1240,37 @@ cdef class Hub:
         if self._fs.dirty != NULL:
             self._schedule_turn()
         return queued
+
+    cdef void _replay_one(self, Conn *c, Channel ch, Stored *s):
+        """Render one stored message in c's format and queue it (catch-up)."""
+        cdef Message m
+        cdef Frame *f
+        cdef Format fmt = <Format>self._formats[c.fmt]
+        memset(&m, 0, sizeof(Message))
+        m.data = s.data
+        m.len = s.len
+        m.binary = s.binary
+        m.id = s.id
+        m.time = s.time
+        m.tag = s.tag
+        m.event_id = s.data + s.len
+        m.event_id_len = s.eid_len
+        m.event_type = s.data + s.len + s.eid_len
+        m.event_type_len = s.etype_len
+        m.channel = <const unsigned char *>PyBytes_AS_STRING(ch.name_utf8)
+        m.channel_len = len(ch.name_utf8)
+        m.channel_json = <const unsigned char *>PyBytes_AS_STRING(ch.name_json)
+        m.channel_json_len = len(ch.name_json)
+        try:
+            if m.binary and fmt.kind == FK_WEBSOCKET:
+                f = ws_frame(BINARY, m.data, m.len)
+                if f == NULL:
+                    raise MemoryError()
+            else:
+                f = fmt.render(&m)
+        finally:
+            free(m.text_json)
+        self._queue_frame(c, f)
 
     cdef void _process_post(self):
         """After a publish: close slow consumers, complete long-polls that got their message."""
@@ -1208,6 +1313,36 @@ cdef class Hub:
         ch.persistent = persistent
         return ch
 
+    def set_history(self, Py_ssize_t max_per_channel, double ttl=0, Py_ssize_t max_bytes=0):
+        """Store up to max_per_channel messages per channel (0: off) for `ttl` seconds (0: no
+        expiry), at most max_bytes over all channels (0: no cap; the oldest goes first)."""
+        if max_per_channel < 0 or ttl < 0 or max_bytes < 0:
+            raise ValueError("history limits must be >= 0")
+        self._hist.max_per_channel = max_per_channel
+        self._hist.ttl_ms = <int64_t>(ttl * 1000)
+        self._hist.max_bytes = max_bytes
+
+    def clear_history(self, str name):
+        """Forget a channel's stored messages (the channel was deleted)."""
+        cdef Channel ch = self._reg.channels.get(name)
+        if ch is not None:
+            history_clear_channel(&self._hist, &ch.hist)
+            self._reg.drop_if_empty(ch)
+
+    def stored(self, str name):
+        """The stored messages of a channel as (id, time, tag, event_id, payload) tuples."""
+        cdef Channel ch = self._reg.channels.get(name)
+        cdef Stored *s
+        out = []
+        if ch is None:
+            return out
+        s = ch.hist.first
+        while s != NULL:
+            out.append((s.id, s.time, s.tag, s.data[s.len:s.len + s.eid_len].decode("utf-8", "replace"),
+                        s.data[:s.len]))
+            s = s.cnext
+        return out
+
     def drop_channel(self, str name):
         """Forget a channel that is no longer wanted (kept only while it has subscribers)."""
         cdef Channel ch = self._reg.channels.get(name)
@@ -1249,6 +1384,9 @@ cdef class Hub:
             "frames_built": self._fs.frames_built,
             "frames_live": live,
             "messages_in": self.messages_in,
+            "stored_messages": self._hist.count,
+            "stored_bytes": self._hist.bytes,
+            "evicted_messages": self._hist.evicted,
         }
 
     # -- timers ------------------------------------------------------------------------------
@@ -1316,6 +1454,8 @@ cdef class Hub:
                 if fd in self._listeners:
                     self._sel_mod(fd, GG_READABLE)
             self._paused_listeners.clear()
+        if self._hist.head != NULL:
+            history_expire(&self._hist, _monotonic_ms())
         t = self._tick_now
         while t < now and steps < WHEEL_SLOTS:
             t += 1

@@ -5,6 +5,8 @@
 cimport cython
 from libc.stdint cimport int64_t
 
+from gogin._core.history cimport ChannelHistory
+
 cdef struct Sub:
     void *conn                 # the hub's Conn* (opaque here)
     void *channel              # borrowed Channel: alive while it has a Sub
@@ -38,7 +40,8 @@ cdef class Channel:
     cdef readonly int last_tag           # tag of the last message (count within last_time)
     cdef readonly double created         # time.time() at creation
     cdef public bint persistent          # keep in the registry while empty
-    cdef public object data              # the Python layer's per-channel state (history, ...)
+    cdef public object data              # the Python layer's per-channel state
+    cdef ChannelHistory hist             # stored messages (history.pyx)
 
     cdef inline Group *group_of(self, int fmt)
 

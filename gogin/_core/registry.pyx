@@ -12,6 +12,8 @@ import time
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from libc.stdlib cimport malloc, realloc, free
 
+from gogin._core.history cimport chist_init
+
 cdef enum:
     FIRST_CAP = 4          # first array capacity: most channels and connections are small
 
@@ -108,6 +110,7 @@ cdef class Channel:
         self.created = time.time()
         self.persistent = False
         self.data = None
+        chist_init(&self.hist)
 
     def __dealloc__(self):
         cdef int i
@@ -124,6 +127,16 @@ cdef class Channel:
 
     def __repr__(self):
         return f"<Channel {self.name!r} subscribers={self.subscribers} published={self.published}>"
+
+    @property
+    def stored(self):
+        """Messages stored for this channel."""
+        return self.hist.count
+
+    @property
+    def lost(self):
+        """Messages evicted from this channel's storage (count, TTL or byte cap)."""
+        return self.hist.lost
 
 
 @cython.final
@@ -210,7 +223,8 @@ cdef class Registry:
         self.drop_if_empty(ch)
 
     cdef void drop_if_empty(self, Channel ch) noexcept:
-        if ch.subscribers == 0 and not ch.persistent:
+        # a channel with stored messages stays: its Stored records point into it
+        if ch.subscribers == 0 and not ch.persistent and ch.hist.count == 0:
             self.channels.pop(ch.name, None)
 
     cdef void unsubscribe_all(self, SubList *lst) noexcept:

@@ -1,0 +1,134 @@
+"""PROTOCOL.md §1–2: the publisher location's answers, byte-exact to push-stream's formats."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+
+from gogin_e2e import NO_CACHE, parse_default, publish, raw_request, recv, ws_connect
+
+
+def info(ch, published, subscribers, stored=0) -> bytes:
+    return (f'{{"channel": "{ch}", "published_messages": "{published}", '
+            f'"stored_messages": "{stored}", "subscribers": "{subscribers}"}}\r\n').encode()
+
+
+GROUP = re.compile(
+    rb'^\{"hostname": "([^"]+)", "time": "\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", "channels": "(\d+)", '
+    rb'"wildcard_channels": "(\d+)", "uptime": "(\d+)", "infos": \[\r\n(.*)\]\}\r\n$', re.S)
+
+
+async def test_channel_info_on_publish_and_get(shared_gogin, http, chan):
+    g = shared_gogin
+    async with ws_connect(f"{g.ws}/ws/{chan}"), ws_connect(f"{g.ws}/ws/{chan}"):
+        for n in (1, 2, 3):
+            status, headers, body = await publish(http, g.base, chan, f"msg{n}")
+            assert status == 200
+            assert body == info(chan, n, 2)
+            assert headers["Content-Type"] == "application/json"
+            assert headers["Cache-Control"] == NO_CACHE
+            assert "Expires" in headers
+        async with http.get(f"{g.base}/pub", params={"id": chan}) as r:
+            assert r.status == 200
+            assert await r.read() == info(chan, 3, 2)
+            assert r.headers["Cache-Control"] == NO_CACHE
+    async with http.get(f"{g.base}/pub", params={"id": chan + "missing"}) as r:
+        assert r.status == 404
+        assert r.headers["Cache-Control"] == NO_CACHE
+
+
+async def test_publish_to_several_channels_answers_group_format(shared_gogin, http, chan):
+    g = shared_gogin
+    a, b = f"{chan}a", f"{chan}b"
+    async with ws_connect(f"{g.ws}/ws/{a}") as wa, ws_connect(f"{g.ws}/ws/{b}") as wb:
+        status, headers, body = await publish(http, g.base, f"{a}/{b}", "both")
+        assert status == 200
+        assert headers["Cache-Control"] == NO_CACHE
+        m = GROUP.match(body)
+        assert m, body
+        assert m.group(1) == socket.gethostname().encode()
+        assert m.group(2) == b"2"
+        assert m.group(5) == info(a, 1, 1)[:-2] + b",\r\n" + info(b, 1, 1)
+        for ws, ch in ((wa, a), (wb, b)):
+            doc = parse_default(await recv(ws))
+            assert (doc["channel"], doc["text"], doc["id"]) == (ch, "both", 1)
+
+
+async def test_publish_event_id_and_body_published_once_when_body_arrives_late(shared_gogin, chan):
+    """A client (httpx, curl with big bodies) may send the head and the body in two packets:
+    the message must still be published exactly once, with one answer."""
+    g = shared_gogin
+    async with ws_connect(f"{g.ws}/ws/{chan}") as ws:
+        reader, writer = await asyncio.open_connection(g.host, g.port)
+        try:
+            writer.write(f"POST /pub?id={chan} HTTP/1.1\r\nHost: x\r\nEvent-Id: late\r\n"
+                         "Content-Length: 4\r\n\r\n".encode())
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            writer.write(b"body")
+            await writer.drain()
+            doc = parse_default(await recv(ws))
+            assert (doc["id"], doc["text"], doc["eventid"]) == (1, "body", "late")
+            writer.write(f"GET /pub?id={chan} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            await writer.drain()
+            await asyncio.sleep(0.3)
+            data = await asyncio.wait_for(reader.read(65536), 5)
+        finally:
+            writer.close()
+        assert data.count(b"HTTP/1.1 200") == 2, data     # one for the POST, one for the GET
+        assert data.endswith(info(chan, 1, 1)), data
+        with_timeout = asyncio.wait_for(ws.recv(), 0.3)
+        try:
+            extra = await with_timeout
+        except asyncio.TimeoutError:
+            extra = None
+        assert extra is None, f"published twice: {extra!r}"
+
+
+async def test_publisher_errors(shared_gogin, http, chan):
+    g = shared_gogin
+    cases = [
+        ("POST", {"id": chan}, b"", 400, "Empty post requests are not allowed."),
+        ("POST", {}, b"x", 400, "No channel id provided."),
+        ("POST", {"id": ""}, b"x", 400, "No channel id provided."),
+        ("GET", {}, None, 400, "No channel id provided."),
+        ("POST", {"id": "ALL"}, b"x", 403, "Channel id not authorized for this method."),
+        ("POST", {"id": "ro*om"}, b"x", 403, "Channel id not authorized for this method."),
+        ("GET", {"id": "*"}, None, 403, "Channel id not authorized for this method."),
+        ("POST", {"id": "c" * 1025}, b"x", 400, "Channel id is too large."),
+    ]
+    for method, params, body, status, explain in cases:
+        async with http.request(method, f"{g.base}/pub", params=params, data=body) as r:
+            assert (r.status, r.headers.get("X-Gogin-Explain")) == (status, explain), \
+                (method, params, body)
+            assert r.headers["Cache-Control"] == NO_CACHE
+            assert await r.read() == b""
+    # 1024 characters is still fine
+    status, _, _ = await publish(http, g.base, "c" * 1024, "x")
+    assert status == 200
+
+
+async def test_publisher_methods(shared_gogin, http, chan):
+    g = shared_gogin
+    async with http.patch(f"{g.base}/pub", params={"id": chan}, data=b"x") as r:
+        assert r.status == 405
+        allow = {m.strip() for m in r.headers["Allow"].split(",")}
+        assert {"GET", "POST", "PUT", "DELETE", "OPTIONS"} <= allow
+        assert r.headers["Cache-Control"] == NO_CACHE
+    async with http.options(f"{g.base}/pub", params={"id": chan}) as r:
+        assert r.status == 200
+        assert await r.read() == b""
+        assert r.headers["Cache-Control"] == NO_CACHE
+    # PUT publishes like POST
+    async with http.put(f"{g.base}/pub", params={"id": chan}, data=b"via put") as r:
+        assert r.status == 200
+        assert await r.read() == info(chan, 1, 0)
+
+
+async def test_message_too_large_is_413(gogin_factory, http, chan):
+    g = gogin_factory({"limits": {"max_message_size": 100}})
+    status, headers, _ = await publish(http, g.base, chan, b"x" * 101)
+    assert status == 413
+    status, _, body = await publish(http, g.base, chan, b"x" * 100)
+    assert (status, body) == (200, info(chan, 1, 0))
