@@ -58,6 +58,9 @@ class Limits(_Section):
     wildcard_channel_max_qtd: int = 3
     authorized_channels_only: bool = False
     channel_inactivity_time: float = 30.0        # a channel nobody uses is forgotten after it
+    max_messages_stored_per_channel: int = 100   # message storage per channel; 0: off
+    message_ttl: float = 1800.0                  # stored messages expire after it; 0: never
+    max_stored_bytes: int = 64 << 20             # all stored messages, all channels; 0: no cap
 
 
 class Auth(_Section):
@@ -142,7 +145,8 @@ class Config(_Section):
             if value <= 0:
                 raise ConfigError(f"{key}: must be positive, not {value!r}")
         for key in ("max_subscribers_per_channel", "wildcard_channel_max_qtd",
-                    "channel_inactivity_time"):
+                    "channel_inactivity_time", "max_messages_stored_per_channel",
+                    "message_ttl", "max_stored_bytes"):
             if getattr(self.limits, key) < 0:
                 raise ConfigError(f"limits.{key}: must be >= 0")
         if self.server.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):

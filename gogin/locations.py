@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
 import hmac
 import ipaddress
 import json
 import logging
 import mimetypes
 import os
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Optional
@@ -18,7 +20,7 @@ from typing import Optional
 from gogin._core import Opcode
 from gogin.auth import PublishRequest, SubscribeRequest
 from gogin.publish import (
-    DELETED_ID, DELETED_TEXT, HttpError, channel_info, channel_info_of, check_channel_id,
+    DELETED_ID, DELETED_TEXT, GAP_ID, GAP_TEXT, HttpError, channel_info, channel_info_of, check_channel_id,
     check_subscription, group_info, is_text, parse_channel_path,
 )
 from gogin import stats
@@ -86,6 +88,28 @@ class Location:
                 given = auth[7:].strip()
             if not hmac.compare_digest(given.encode(), key.encode()):
                 raise HttpError(403, "Invalid API key.")
+
+
+def resume_position(req) -> Optional[dict]:
+    """Where a reconnecting client left off: Last-Event-ID (header or ?last_event_id=), or
+    time/tag (?time=&tag=, or If-Modified-Since/If-None-Match as long-polling sends them)."""
+    params = req.query_params()
+    eid = req.get("last-event-id") or params.get("last_event_id")
+    if eid:
+        return {"event_id": eid}
+    t = params.get("time") or req.get("if-modified-since")
+    if not t:
+        return None
+    if t.isdigit():
+        since = int(t)
+    else:
+        try:
+            since = int(email.utils.parsedate_to_datetime(t).timestamp())
+        except (TypeError, ValueError, IndexError):
+            raise HttpError(400, "Invalid time.") from None
+    tag = params.get("tag") or req.get("if-none-match") or ""
+    tag = tag.strip().removeprefix("W/").strip('"')
+    return {"since_time": since, "since_tag": int(tag) if tag.lstrip("-").isdigit() else -1}
 
 
 def websocket_key(req) -> Optional[str]:
@@ -177,7 +201,7 @@ class PublisherLocation(Location):
         text = req.body or DELETED_TEXT
         for n in existing:
             self.server.delete_channel(n, text)
-        self.server.respond(conn, 200, [("X-Gogin-Explain", "Channel deleted.")] + NO_CACHE)
+        self.server.respond(conn, 200, self.server.explain("Channel deleted.") + NO_CACHE)
 
     def _websocket(self, conn, req, key, ids):
         names = None
@@ -274,7 +298,8 @@ class SubscriberLocation(Location):
         else:
             tail = self.tail(req.path)
         refs = parse_channel_path(tail, limits)
-        self._start(conn, req, key, [r.name for r in refs], ClientState(self))
+        self._start(conn, req, key, [r.name for r in refs], ClientState(self),
+                    {r.name: r.backtrack for r in refs})
 
     async def _authorize(self, conn, req, key, hint):
         headers = {}
@@ -294,16 +319,14 @@ class SubscriberLocation(Location):
                     raise HttpError(decision.status, decision.explain)
                 hdrs = [("Content-Type", decision.content_type)] if decision.content_type else []
                 return self.server.respond(conn, decision.status, hdrs + NO_CACHE, decision.body)
-            names = []
-            for n in decision.channels:
-                check_channel_id(n, self.server.config.limits)
-                names.append(n)
-            self._start(conn, req, key, names,
-                        ClientState(self, user=decision.user, credentials=headers))
+            refs = parse_channel_path("/".join(decision.channels), self.server.config.limits)
+            self._start(conn, req, key, [r.name for r in refs],
+                        ClientState(self, user=decision.user, credentials=headers),
+                        {r.name: r.backtrack for r in refs})
         except HttpError as e:
             self.server.error(conn, e)
 
-    def _start(self, conn, req, key, names, state):
+    def _start(self, conn, req, key, names, state, backtrack=None):
         check_subscription(self.server.hub, names, self.server.config.limits)
         conn.data = state
         cfg = self.cfg
@@ -321,13 +344,30 @@ class SubscriberLocation(Location):
                                           ("Transfer-Encoding", "chunked")] + NO_CACHE)
             conn.start_stream(head, names, self.format, ping_interval=cfg.ping_interval,
                               ttl=cfg.ttl, footer=b"0\r\n\r\n")
-        elif mode == "longpoll":
-            timeout = cfg.ttl or 30.0
+        else:   # longpoll, polling
+            timeout = (cfg.ttl or 30.0) if mode == "longpoll" else 3600.0
             conn.hold(names, self.format, timeout,
                       self.server.head(304, NO_CACHE, content_length=0))
-        else:   # polling: without stored messages (issue 4) there is nothing new yet
-            self.server.respond(conn, 304, NO_CACHE)
+        self._catch_up(conn, req, names, backtrack or {})
+        if mode == "polling":
+            conn.end_hold()          # nothing stored after the position: 304 at once
         self.server.note_subscribed(names)
+
+    def _catch_up(self, conn, req, names, backtrack):
+        """Stored messages first, then live ones (PROTOCOL.md §4): the replay happens in the
+        same call as the subscription, so nothing published in between is missed or doubled."""
+        pos = resume_position(req)
+        now = int(time.time())
+        for name in names:
+            if pos is None and not backtrack.get(name):
+                continue
+            gap = self.format.render_bytes(GAP_TEXT, id=GAP_ID, channel=name, time=now)
+            if pos is None:
+                conn.replay(name, last=backtrack[name], gap_message=gap)
+            else:
+                conn.replay(name, gap_message=gap, **pos)
+            if conn.state != "websocket" and conn.state != "stream" and conn.state != "longpoll":
+                break                # a long-poll got its answer
 
     # -- client messages (PROTOCOL.md §3 websocket, §5 publish) ------------------------------
 
@@ -360,18 +400,34 @@ class SubscriberLocation(Location):
                     user=state.user, channels=channels, payload=data, binary=binary,
                     headers=state.credentials, client=(conn.peer or ("", 0))[0]))
                 if decision.action == "publish":
-                    payload = data if decision.payload is None else decision.payload
-                    targets = decision.channels if decision.channels is not None else channels
-                    if self.server.is_events_channel(targets):
+                    if decision.payload is None:
+                        payload, as_binary = data, binary
+                    else:     # a replacement body: binary only if it is not UTF-8
+                        payload, as_binary = decision.payload, None
+                    targets = channels if decision.channels is None else \
+                        self._valid_targets(decision.channels)
+                    if not targets or self.server.is_events_channel(targets):
                         continue
                     for ch in targets:
-                        self.server.publish(ch, payload,
-                                            binary=binary and decision.payload is None)
+                        self.server.publish(ch, payload, binary=as_binary)
                 elif decision.action == "reject" and not conn.closed:
                     conn.send(json.dumps({"error": "publish rejected",
                                           "status": decision.status}))
         finally:
             state.busy = False
+
+
+    def _valid_targets(self, names):
+        """Channels named by the main server's answer (X-Gogin-Channels), checked like any id."""
+        out = []
+        for n in names:
+            try:
+                check_channel_id(n, self.server.config.limits)
+            except HttpError:
+                log.warning("publish callback named an invalid channel %r; skipped", n)
+                continue
+            out.append(n)
+        return out
 
 
 class StatsLocation(Location):

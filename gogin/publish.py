@@ -12,6 +12,8 @@ BACKTRACK = re.compile(r"^(.*)\.b(\d+)$")     # 'room.b5' -> ('room', 5); only a
 
 DELETED_ID = -2                  # PROTOCOL.md §3: id of the "channel deleted" message
 DELETED_TEXT = b"Channel deleted"
+GAP_ID = -4                      # gogin: messages after the client's position were lost
+GAP_TEXT = b"Messages were lost."
 
 
 class HttpError(Exception):
@@ -99,11 +101,11 @@ def json_str(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)[1:-1]
 
 
-def channel_info_of(hub: Hub, name: str, stored: int = 0) -> str:
+def channel_info_of(hub: Hub, name: str) -> str:
     ch = hub.channel(name)
     if ch is None:
-        return channel_info(name, 0, stored, 0)
-    return channel_info(name, ch.published, stored, ch.subscribers)
+        return channel_info(name, 0, 0, 0)
+    return channel_info(name, ch.published, ch.stored, ch.subscribers)
 
 
 def group_info(hostname: str, now: str, channels: int, wildcard: int, uptime: int,

@@ -14,7 +14,7 @@ from gogin._core import Hub
 from gogin.auth import CallableAuth, MainServerAuth
 from gogin.config import Config, parse_listen
 from gogin import locations as _locations
-from gogin.publish import DELETED_ID, HttpError, group_info
+from gogin.publish import DELETED_ID, HttpError, group_info, is_text
 from gogin import stats
 
 log = logging.getLogger("gogin.server")
@@ -37,6 +37,8 @@ class Server:
                        backpressure_policy=lim.backpressure_policy,
                        header_timeout=lim.header_timeout,
                        keepalive_timeout=lim.keepalive_timeout, tick=s.tick)
+        self.hub.set_history(lim.max_messages_stored_per_channel, lim.message_ttl,
+                             lim.max_stored_bytes)
         if auth is None:
             auth = MainServerAuth(self.config.auth)
         elif not hasattr(auth, "subscribe"):
@@ -91,11 +93,15 @@ class Server:
     # -- publishing --------------------------------------------------------------------------
 
     def publish(self, channel: str, payload, *, event_id=None, event_type=None,
-                binary: bool = False) -> int:
+                binary: Optional[bool] = None) -> int:
         """Publish to one channel; returns the number of connections it was queued to.  The
-        channel is created (kept for stats until channel_inactivity_time) if it is new."""
+        channel is created (kept for stats until channel_inactivity_time) if it is new.
+        binary None: bytes that are not UTF-8 go out as binary frames (a text frame must be
+        UTF-8, RFC 6455 §5.6), everything else as text."""
         if isinstance(payload, str):
             payload = payload.encode("utf-8")
+        if binary is None:
+            binary = not is_text(payload, None)
         self.hub.ensure_channel(channel)
         return self.hub.publish(channel, payload, event_id=event_id, event_type=event_type,
                                 binary=binary)
@@ -117,6 +123,7 @@ class Server:
                     conn.close(1000, "Channel deleted")
             except Exception:
                 log.exception("delete notification failed for %r", conn)
+        self.hub.clear_history(name)
         self.hub.drop_channel(name)
 
     def is_events_channel(self, names) -> bool:
@@ -158,11 +165,15 @@ class Server:
     def respond(self, conn, status: int, headers=(), body=b""):
         conn.respond(status, headers, body)
 
-    def error(self, conn, e: HttpError):
-        hdrs = [("X-Gogin-Explain", e.explain)]
+    def explain(self, text: str) -> list:
+        """The explain header(s) of an answer (push-stream's name too, if configured)."""
+        hdrs = [("X-Gogin-Explain", text)]
         if self.config.server.push_stream_explain_header:
-            hdrs.append(("X-Nginx-PushStream-Explain", e.explain))
-        hdrs += e.headers + _locations.NO_CACHE
+            hdrs.append(("X-Nginx-PushStream-Explain", text))
+        return hdrs
+
+    def error(self, conn, e: HttpError):
+        hdrs = self.explain(e.explain) + e.headers + _locations.NO_CACHE
         conn.respond(e.status, hdrs)
 
     # -- hub callbacks -----------------------------------------------------------------------

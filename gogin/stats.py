@@ -23,7 +23,8 @@ def summarized(server) -> bytes:
     return (
         f'{{"hostname": "{json_str(socket.gethostname())}", "time": "{iso_now()}", '
         f'"channels": "{st["channels"] - wildcard}", "wildcard_channels": "{wildcard}", '
-        f'"published_messages": "{st["published"]}", "stored_messages": "0", '
+        f'"published_messages": "{st["published"]}", '
+        f'"stored_messages": "{st["stored_messages"]}", '
         f'"messages_in_trash": "0", "channels_in_trash": "0", '
         f'"subscribers": "{st["subscribers"]}", "uptime": "{uptime}", "by_worker": [\r\n'
         f'{{"pid": "{os.getpid()}", "subscribers": "{st["subscribers"]}", "uptime": "{uptime}"}}'
@@ -71,6 +72,11 @@ def prometheus(server) -> bytes:
            st["closed_slow"])
     metric("writes_total", "counter", "sendmsg calls (one per connection per loop turn).",
            st["writes"])
+    metric("stored_messages", "gauge", "Messages in storage, all channels.",
+           st["stored_messages"])
+    metric("stored_bytes", "gauge", "Bytes charged to message storage.", st["stored_bytes"])
+    metric("evicted_messages_total", "counter",
+           "Stored messages dropped by a limit (count, TTL, byte cap).", st["evicted_messages"])
     metric("client_messages_total", "counter", "WebSocket messages received from clients.",
            st["messages_in"])
     metric("auth_calls_total", "counter", "Callbacks made to the main server.",

@@ -278,6 +278,16 @@ cdef class Connection:
         hub._start_timers(&self.c, 0, timeout)
         return True
 
+    def end_hold(self):
+        """Answer a held long-poll now with its timeout response (polling: nothing new)."""
+        if self.c.state != CS_LONGPOLL:
+            return False
+        self._hub._reg.unsubscribe_all(&self.c.subs)
+        if self._timeout_response:
+            self._hub._send_bytes(&self.c, self._timeout_response)
+        self._hub._finish_longpoll(&self.c)
+        return True
+
     def subscribe(self, str channel, Format format=None):
         """Add a channel to an upgraded/streaming connection.  False if already on it."""
         if not self._check(0):
@@ -314,7 +324,7 @@ cdef class Connection:
         return True
 
     def replay(self, str channel, Py_ssize_t last=0, since_id=None, since_time=None,
-               int since_tag=-1, event_id=None):
+               int since_tag=-1, event_id=None, bytes gap_message=None):
         """Queue stored messages of `channel` to this connection, oldest first, before any
         live one (call it right after upgrade/start_stream/hold: nothing runs in between, so
         there is no gap and no duplicate).  Position, one of:
@@ -323,8 +333,9 @@ cdef class Connection:
           since_time=T, since_tag=G    messages after (T, G) (If-Modified-Since/If-None-Match)
           event_id=E                   messages after the one whose event id is E
         Returns (sent, gap): gap is True when messages after the position were lost (evicted
-        by a storage limit), or the event id is no longer stored.
-        A long-poll connection takes the first message and is answered."""
+        by a storage limit), or the event id is no longer stored; then `gap_message` (bytes
+        rendered by the caller in this connection's format) is queued first.
+        A long-poll connection takes the first message (or the gap message) and is answered."""
         cdef Hub hub = self._hub
         cdef Channel ch
         cdef Stored *s
@@ -366,6 +377,12 @@ cdef class Connection:
                 gap = True
         else:
             return (0, False)
+        if gap and gap_message:
+            self.send_raw(gap_message)
+            if self.c.flags & CF_ONESHOT:
+                hub._reg.unsubscribe_all(&self.c.subs)
+                hub._finish_longpoll(&self.c)
+                return (0, gap)
         while s != NULL and self.c.state != CS_CLOSED:
             hub._replay_one(&self.c, ch, s)
             sent += 1

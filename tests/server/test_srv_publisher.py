@@ -9,7 +9,9 @@ import socket
 from gogin_e2e import NO_CACHE, parse_default, publish, raw_request, recv, ws_connect
 
 
-def info(ch, published, subscribers, stored=0) -> bytes:
+def info(ch, published, subscribers, stored=None) -> bytes:
+    # message storage is on by default (PROTOCOL.md §4): every message is kept, up to 100
+    stored = min(published, 100) if stored is None else stored
     return (f'{{"channel": "{ch}", "published_messages": "{published}", '
             f'"stored_messages": "{stored}", "subscribers": "{subscribers}"}}\r\n').encode()
 

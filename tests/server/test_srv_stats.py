@@ -22,7 +22,9 @@ GROUP = re.compile(
     rb'(?P<infos>.*)\]\}\r\n$', re.S)
 
 
-def info(ch, published, subscribers, stored=0) -> bytes:
+def info(ch, published, subscribers, stored=None) -> bytes:
+    # message storage is on by default (PROTOCOL.md §4): every message is kept, up to 100
+    stored = min(published, 100) if stored is None else stored
     return (f'{{"channel": "{ch}", "published_messages": "{published}", '
             f'"stored_messages": "{stored}", "subscribers": "{subscribers}"}}').encode()
 
@@ -57,7 +59,7 @@ async def test_channels_stats_formats(gogin, http):
         assert m["channels"] == b"4"           # s1 s2 pre_a pre_b
         assert m["wildcard"] == b"1"           # broad_x
         assert m["published"] == b"6"
-        assert m["stored"] == b"0"
+        assert m["stored"] == b"6"           # storage on by default
         assert m["subscribers"] == m["wsubs"] == b"2"
 
         # one channel
