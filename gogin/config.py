@@ -37,6 +37,7 @@ class Server(_Section):
         default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     api_key: Optional[str] = None
     push_stream_explain_header: bool = False     # also send X-Nginx-PushStream-Explain
+    allowed_origins: list[str] = msgspec.field(default_factory=list)   # CORS; ["*"]: any
     shutdown_timeout: float = 5.0
     log_level: str = "info"
     tick: float = 0.1
@@ -61,6 +62,7 @@ class Limits(_Section):
     max_messages_stored_per_channel: int = 100   # message storage per channel; 0: off
     message_ttl: float = 1800.0                  # stored messages expire after it; 0: never
     max_stored_bytes: int = 64 << 20             # all stored messages, all channels; 0: no cap
+    events_channel_id: str = ""                  # channel of channel/client events; "": off
 
 
 class Auth(_Section):
@@ -90,6 +92,8 @@ class Location(_Section):
     max_message_size: Optional[int] = None     # client messages on this location
     channel_info_on_publish: bool = True       # publisher: answer with the channel info
     root: Optional[str] = None                 # static: directory served
+    header_template: str = ""                  # stream: sent first (as a chunk)
+    footer_template: str = ""                  # stream: sent last, before the final chunk
 
 
 def default_locations() -> list[Location]:

@@ -44,6 +44,7 @@ class ClientState:
     credentials: dict = field(default_factory=dict)
     pending: deque = field(default_factory=deque)
     busy: bool = False
+    channels: list = field(default_factory=list)   # subscribed at the start (events, sweeper)
 
 
 class Location:
@@ -268,12 +269,29 @@ class SubscriberLocation(Location):
         elif mode == "eventsource":
             self.format = hub.format("eventsource", cfg.template, ping=b": -1\n\n")
         elif mode == "stream":
+            # push-stream's streaming pings are the template with id -1 and no text
+            probe = hub.format("stream", cfg.template + "\r\n", chunked=True)
+            self.stream_header = _chunk(cfg.header_template.encode("utf-8"))
+            self.stream_footer = _chunk(cfg.footer_template.encode("utf-8")) + b"0\r\n\r\n"
             self.format = hub.format("stream", cfg.template + "\r\n", chunked=True,
-                                     footer=b"0\r\n\r\n")
-        else:   # longpoll, polling
-            head = ("HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                    + "".join(f"{k}: {v}\r\n" for k, v in NO_CACHE)).encode("latin-1")
-            self.format = hub.format("longpoll", cfg.template, head=head)
+                                     ping=probe.render_bytes(b"", id=-1),
+                                     footer=self.stream_footer)
+        else:   # longpoll, polling: the answer's head is part of the shared bytes
+            self._lp_formats = {}
+            self.format = self.longpoll_format(None)
+
+    def longpoll_format(self, origin):
+        """One long-poll format per CORS origin: the Access-Control headers are in the shared
+        answer bytes (origins come from server.allowed_origins: a bounded set)."""
+        fmt = self._lp_formats.get(origin)
+        if fmt is None:
+            hdrs = [("Content-Type", "text/plain; charset=utf-8")] + NO_CACHE + \
+                self.server.cors_headers(origin)
+            head = ("HTTP/1.1 200 OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs))
+            fmt = self.server.hub.format("longpoll", self.cfg.template,
+                                         head=head.encode("latin-1"))
+            self._lp_formats[origin] = fmt
+        return fmt
 
     def handle(self, conn, req):
         self.check_access(conn, req)
@@ -328,26 +346,34 @@ class SubscriberLocation(Location):
 
     def _start(self, conn, req, key, names, state, backtrack=None):
         check_subscription(self.server.hub, names, self.server.config.limits)
+        self.server.ensure_channels(names)
+        state.channels = list(names)
         conn.data = state
         cfg = self.cfg
         mode = cfg.mode
         if mode == "websocket":
+            self.server.cors_done(conn)
             conn.upgrade(names, self.format, key=key, ping_interval=cfg.ping_interval,
                          ttl=cfg.ttl, max_message_size=cfg.max_message_size or 0)
         elif mode == "eventsource":
-            head = self.server.head(200, [("Content-Type", "text/event-stream; charset=utf-8"),
-                                          ("Connection", "close")] + NO_CACHE)
+            head = self.server.stream_head(conn, 200, [
+                ("Content-Type", "text/event-stream; charset=utf-8"),
+                ("Connection", "close")] + NO_CACHE)
             conn.start_stream(head + b": \n\n", names, self.format,
                               ping_interval=cfg.ping_interval, ttl=cfg.ttl)
         elif mode == "stream":
-            head = self.server.head(200, [("Content-Type", "text/plain; charset=utf-8"),
-                                          ("Transfer-Encoding", "chunked")] + NO_CACHE)
-            conn.start_stream(head, names, self.format, ping_interval=cfg.ping_interval,
-                              ttl=cfg.ttl, footer=b"0\r\n\r\n")
+            head = self.server.stream_head(conn, 200, [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Transfer-Encoding", "chunked")] + NO_CACHE)
+            conn.start_stream(head + self.stream_header, names, self.format,
+                              ping_interval=cfg.ping_interval, ttl=cfg.ttl,
+                              footer=self.stream_footer)
         else:   # longpoll, polling
+            origin = self.server.cors_done(conn)
             timeout = (cfg.ttl or 30.0) if mode == "longpoll" else 3600.0
-            conn.hold(names, self.format, timeout,
-                      self.server.head(304, NO_CACHE, content_length=0))
+            conn.hold(names, self.longpoll_format(origin), timeout,
+                      self.server.head(304, NO_CACHE + self.server.cors_headers(origin),
+                                       content_length=0))
         self._catch_up(conn, req, names, backtrack or {})
         if mode == "polling":
             conn.end_hold()          # nothing stored after the position: 304 at once
@@ -361,7 +387,7 @@ class SubscriberLocation(Location):
         for name in names:
             if pos is None and not backtrack.get(name):
                 continue
-            gap = self.format.render_bytes(GAP_TEXT, id=GAP_ID, channel=name, time=now)
+            gap = conn.format.render_bytes(GAP_TEXT, id=GAP_ID, channel=name, time=now)
             if pos is None:
                 conn.replay(name, last=backtrack[name], gap_message=gap)
             else:
@@ -479,6 +505,11 @@ class StaticLocation(Location):
             ctype += "; charset=utf-8"
         self.server.respond(conn, 200, [("Content-Type", ctype), ("Cache-Control", "no-cache")],
                             body)
+
+
+def _chunk(data: bytes) -> bytes:
+    """One HTTP/1.1 chunk (nothing for empty data: an empty chunk would end the stream)."""
+    return b"%x\r\n%s\r\n" % (len(data), data) if data else b""
 
 
 ROLES = {"publisher": PublisherLocation, "subscriber": SubscriberLocation,

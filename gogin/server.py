@@ -14,12 +14,15 @@ from gogin._core import Hub
 from gogin.auth import CallableAuth, MainServerAuth
 from gogin.config import Config, parse_listen
 from gogin import locations as _locations
-from gogin.publish import DELETED_ID, HttpError, group_info, is_text
+from gogin.publish import DELETED_ID, HttpError, group_info, is_text, json_str
 from gogin import stats
 
 log = logging.getLogger("gogin.server")
 
 SWEEP_INTERVAL = 5.0        # seconds between sweeps of inactive channels
+CORS_REQUEST_HEADERS = ("If-Modified-Since, If-None-Match, Last-Event-ID, Event-Id, Event-Type, "
+                        "Content-Type, X-Api-Key, Authorization")
+CORS_EXPOSE_HEADERS = "Last-Modified, Etag, X-Gogin-Explain"
 
 
 class Server:
@@ -49,6 +52,10 @@ class Server:
         self.addresses: list[tuple[str, int]] = []
         self.started = time.monotonic()
         self._tasks: set = set()
+        self._cors: dict = {}               # connection id -> allowed Origin of its request
+        origins = self.config.server.allowed_origins
+        self._any_origin = "*" in origins
+        self._origins = set(origins)
         self._sweeper: Optional[asyncio.Task] = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -102,6 +109,10 @@ class Server:
             payload = payload.encode("utf-8")
         if binary is None:
             binary = not is_text(payload, None)
+        self.ensure_channels((channel,))
+        return self._publish(channel, payload, event_id, event_type, binary)
+
+    def _publish(self, channel, payload, event_id, event_type, binary) -> int:
         self.hub.ensure_channel(channel)
         return self.hub.publish(channel, payload, event_id=event_id, event_type=event_type,
                                 binary=binary)
@@ -125,12 +136,42 @@ class Server:
                 log.exception("delete notification failed for %r", conn)
         self.hub.clear_history(name)
         self.hub.drop_channel(name)
+        self.emit("channel_destroyed", name)
+
+    # -- the events channel (PROTOCOL.md: channel_created, channel_destroyed,
+    #    client_subscribed, client_unsubscribed as JSON on limits.events_channel_id) ---------
 
     def is_events_channel(self, names) -> bool:
-        return False      # the events channel arrives with issue 4
+        ev = self.config.limits.events_channel_id
+        return bool(ev) and ev in names
+
+    def emit(self, kind: str, channel: str):
+        ev = self.config.limits.events_channel_id
+        if ev and channel != ev:
+            doc = f'{{"type": "{kind}", "channel": "{json_str(channel)}"}}'
+            self._publish(ev, doc.encode("utf-8"), None, None, False)
+
+    def ensure_channels(self, names):
+        """Channels exist from their first subscriber or publish until the sweeper reclaims
+        them (channel_inactivity_time without subscribers or stored messages)."""
+        for n in names:
+            if self.hub.channel(n) is None:
+                self.hub.ensure_channel(n)
+                self.emit("channel_created", n)
+            else:
+                self.hub.ensure_channel(n)
 
     def note_subscribed(self, names):
-        pass
+        for n in names:
+            self.emit("client_subscribed", n)
+
+    def note_unsubscribed(self, names):
+        now = time.time()
+        for n in names:
+            ch = self.hub.channel(n)
+            if ch is not None:
+                ch.data = now           # last activity, for the sweeper
+            self.emit("client_unsubscribed", n)
 
     def count_wildcard_channels(self) -> int:
         prefix = self.config.limits.wildcard_channel_prefix
@@ -150,11 +191,15 @@ class Server:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
             now = time.time()
+            ev = self.config.limits.events_channel_id
             for name in self.hub.channel_names():
                 ch = self.hub.channel(name)
-                if ch is not None and ch.subscribers == 0 and \
-                        now - max(ch.last_time, ch.created) >= idle:
+                if ch is None or ch.subscribers or ch.stored or name == ev:
+                    continue
+                if now - max(ch.last_time, ch.created, ch.data or 0) >= idle:
                     self.hub.drop_channel(name)
+                    if self.hub.channel(name) is None:
+                        self.emit("channel_destroyed", name)
 
     # -- HTTP answers ------------------------------------------------------------------------
 
@@ -162,8 +207,31 @@ class Server:
         from gogin._core.hub import build_head
         return build_head(status, headers, content_length, keep_alive)
 
+    def stream_head(self, conn, status: int, headers=()) -> bytes:
+        """Head of a stream answer (EventSource, streaming), with CORS if the request had it."""
+        return self.head(status, list(headers) + self.cors_headers(self._cors.pop(conn.id, None)))
+
     def respond(self, conn, status: int, headers=(), body=b""):
-        conn.respond(status, headers, body)
+        cors = self.cors_headers(self._cors.pop(conn.id, None))
+        conn.respond(status, list(headers) + cors if cors else headers, body)
+
+    # -- CORS (server.allowed_origins) ---------------------------------------------------------
+
+    def cors_done(self, conn) -> Optional[str]:
+        """The allowed Origin of this connection's request, forgotten now (it is answered)."""
+        return self._cors.pop(conn.id, None)
+
+    def cors_headers(self, origin: Optional[str]) -> list:
+        if not origin:
+            return []
+        allow = "*" if self._any_origin else origin
+        hdrs = [("Access-Control-Allow-Origin", allow),
+                ("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS"),
+                ("Access-Control-Allow-Headers", CORS_REQUEST_HEADERS),
+                ("Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS)]
+        if not self._any_origin:
+            hdrs.append(("Vary", "Origin"))
+        return hdrs
 
     def explain(self, text: str) -> list:
         """The explain header(s) of an answer (push-stream's name too, if configured)."""
@@ -179,6 +247,10 @@ class Server:
     # -- hub callbacks -----------------------------------------------------------------------
 
     def _on_request(self, conn, req):
+        if self._origins:
+            origin = req.get("origin")
+            if origin and (self._any_origin or origin in self._origins):
+                self._cors[conn.id] = origin
         for loc in self.locations:
             if loc.matches(req.path):
                 break
@@ -197,6 +269,10 @@ class Server:
         state.location.on_message(conn, opcode, data)
 
     def _on_close(self, conn, reason):
+        self._cors.pop(conn.id, None)
+        state = conn.data
+        if state is not None and getattr(state, "channels", None):
+            self.note_unsubscribed(state.channels)
         conn.data = None
 
 

@@ -949,6 +949,10 @@ cdef class Hub:
                 c.state = CS_BODY
                 c.body_need = used + req.content_length
                 conn._pending_request = req
+                expect = req.get("expect")
+                if expect is not None and expect.lower() == "100-continue" and n == used:
+                    # RFC 9110 §10.1.1: the client waits for this before it sends the body
+                    self._send_bytes(c, b"HTTP/1.1 100 Continue\r\n\r\n")
                 return 0                # keep the head in the buffer until the body is complete
             req.body = PyBytes_FromStringAndSize(<const char *>buf + used, req.content_length)
             used += req.content_length
@@ -960,11 +964,12 @@ cdef class Hub:
     cdef Py_ssize_t _complete_body(self, Conn *c, const unsigned char *buf, Py_ssize_t n):
         cdef Connection conn = <Connection>c.obj
         cdef Request req = conn._pending_request
-        cdef Py_ssize_t start = c.body_need - req.content_length
+        cdef Py_ssize_t end = c.body_need          # _dispatch resets body_need: keep it
+        cdef Py_ssize_t start = end - req.content_length
         conn._pending_request = None
         req.body = PyBytes_FromStringAndSize(<const char *>buf + start, req.content_length)
         self._dispatch(c, req)
-        return c.body_need
+        return end
 
     cdef void _dispatch(self, Conn *c, Request req):
         cdef Connection conn = <Connection>c.obj

@@ -88,6 +88,26 @@ async def test_publish_event_id_and_body_published_once_when_body_arrives_late(s
         assert extra is None, f"published twice: {extra!r}"
 
 
+async def test_expect_100_continue_is_answered_before_the_body(shared_gogin, chan):
+    """curl sends `Expect: 100-continue` for bodies over 1 KiB and waits for the interim
+    answer before sending the body (RFC 9110 §10.1.1)."""
+    g = shared_gogin
+    reader, writer = await asyncio.open_connection(g.host, g.port)
+    try:
+        body = b"x" * 2000
+        writer.write(f"POST /pub?id={chan} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode())
+        await writer.drain()
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(body)
+        await writer.drain()
+        final = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+        assert final.startswith(b"HTTP/1.1 200 OK")
+    finally:
+        writer.close()
+
+
 async def test_publisher_errors(shared_gogin, http, chan):
     g = shared_gogin
     cases = [
