@@ -20,7 +20,7 @@ from typing import Optional
 from gogin._core import Opcode
 from gogin.auth import PublishRequest, SubscribeRequest
 from gogin.publish import (
-    DELETED_ID, DELETED_TEXT, GAP_ID, GAP_TEXT, HttpError, channel_info, channel_info_of, check_channel_id,
+    DELETED_ID, DELETED_TEXT, GAP_TEXT, HttpError, channel_info, channel_info_of, check_channel_id,
     check_subscription, group_info, is_text, parse_channel_path,
 )
 from gogin import stats
@@ -196,6 +196,8 @@ class PublisherLocation(Location):
         self._answer_info(conn, existing if len(names) > 1 else names)
 
     def _delete(self, conn, req, names):
+        if self.server.is_events_channel(names):
+            raise HttpError(403, "Channel id not authorized for this method.")
         existing = [n for n in names if self.server.hub.channel(n) is not None]
         if not existing:
             raise HttpError(404, "Channel not found.")
@@ -383,15 +385,13 @@ class SubscriberLocation(Location):
         """Stored messages first, then live ones (PROTOCOL.md §4): the replay happens in the
         same call as the subscription, so nothing published in between is missed or doubled."""
         pos = resume_position(req)
-        now = int(time.time())
         for name in names:
             if pos is None and not backtrack.get(name):
                 continue
-            gap = conn.format.render_bytes(GAP_TEXT, id=GAP_ID, channel=name, time=now)
             if pos is None:
-                conn.replay(name, last=backtrack[name], gap_message=gap)
+                conn.replay(name, last=backtrack[name], gap_text=GAP_TEXT)
             else:
-                conn.replay(name, gap_message=gap, **pos)
+                conn.replay(name, gap_text=GAP_TEXT, **pos)
             if conn.state != "websocket" and conn.state != "stream" and conn.state != "longpoll":
                 break                # a long-poll got its answer
 

@@ -241,8 +241,7 @@ class Server:
         return hdrs
 
     def error(self, conn, e: HttpError):
-        hdrs = self.explain(e.explain) + e.headers + _locations.NO_CACHE
-        conn.respond(e.status, hdrs)
+        self.respond(conn, e.status, self.explain(e.explain) + e.headers + _locations.NO_CACHE)
 
     # -- hub callbacks -----------------------------------------------------------------------
 

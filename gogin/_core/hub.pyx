@@ -324,7 +324,7 @@ cdef class Connection:
         return True
 
     def replay(self, str channel, Py_ssize_t last=0, since_id=None, since_time=None,
-               int since_tag=-1, event_id=None, bytes gap_message=None):
+               int since_tag=-1, event_id=None, bytes gap_text=None):
         """Queue stored messages of `channel` to this connection, oldest first, before any
         live one (call it right after upgrade/start_stream/hold: nothing runs in between, so
         there is no gap and no duplicate).  Position, one of:
@@ -333,8 +333,9 @@ cdef class Connection:
           since_time=T, since_tag=G    messages after (T, G) (If-Modified-Since/If-None-Match)
           event_id=E                   messages after the one whose event id is E
         Returns (sent, gap): gap is True when messages after the position were lost (evicted
-        by a storage limit), or the event id is no longer stored; then `gap_message` (bytes
-        rendered by the caller in this connection's format) is queued first.
+        by a storage limit), or the event id is no longer stored; then a message with id -4
+        and `gap_text` is queued first, dated just before the oldest message that follows
+        (so a long-poll client resuming from the gap answer gets the stored messages next).
         A long-poll connection takes the first message (or the gap message) and is answered."""
         cdef Hub hub = self._hub
         cdef Channel ch
@@ -377,8 +378,8 @@ cdef class Connection:
                 gap = True
         else:
             return (0, False)
-        if gap and gap_message:
-            self.send_raw(gap_message)
+        if gap and gap_text is not None:
+            hub._replay_gap(&self.c, ch, s, gap_text)
             if self.c.flags & CF_ONESHOT:
                 hub._reg.unsubscribe_all(&self.c.subs)
                 hub._finish_longpoll(&self.c)
@@ -1262,6 +1263,18 @@ cdef class Hub:
         if self._fs.dirty != NULL:
             self._schedule_turn()
         return queued
+
+    cdef void _replay_gap(self, Conn *c, Channel ch, Stored *next_, bytes text):
+        """The gap signal: id -4, placed (time, tag) just before `next_` (or at the channel's
+        last message when nothing follows)."""
+        cdef Stored g
+        memset(&g, 0, sizeof(Stored))
+        g.id = -4
+        g.time = next_.time if next_ != NULL else ch.last_time
+        g.tag = next_.tag - 1 if next_ != NULL else ch.last_tag
+        g.data = <unsigned char *>PyBytes_AS_STRING(text)
+        g.len = len(text)
+        self._replay_one(c, ch, &g)
 
     cdef void _replay_one(self, Conn *c, Channel ch, Stored *s):
         """Render one stored message in c's format and queue it (catch-up)."""

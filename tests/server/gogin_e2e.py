@@ -353,3 +353,48 @@ async def publish(http, base: str, channels: str, body, headers=None, method="PO
     async with http.request(method, f"{base}/pub", params={"id": channels}, data=body,
                             headers=headers or {}) as r:
         return r.status, r.headers, await r.read()
+
+
+# -- push-stream parity helpers (modes, history, events, memory) ----------------------------------
+
+import contextlib   # noqa: E402
+import shutil       # noqa: E402
+import tempfile     # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync",
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1"]
+
+
+@contextlib.asynccontextmanager
+async def chromium_page():
+    """A headless Chromium page (fresh profile, loopback only); closed and removed after."""
+    from playwright.async_api import async_playwright
+    profile = tempfile.mkdtemp(prefix="gogin-chromium-")
+    try:
+        async with async_playwright() as pw:
+            ctx = await asyncio.wait_for(pw.chromium.launch_persistent_context(
+                profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS), 30)
+            try:
+                page = ctx.pages[0] if ctx.pages else await ctx.new_page()
+                yield page
+            finally:
+                await asyncio.wait_for(ctx.close(), 15)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def rss_bytes(pid: int) -> int:
+    """VmRSS of a process, in bytes (/proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def explain_of(headers) -> Optional[str]:
+    """The X-Gogin-Explain header of an answer (any case-insensitive mapping)."""
+    return headers.get("X-Gogin-Explain") or headers.get("x-gogin-explain")
