@@ -94,6 +94,7 @@ class Location(_Section):
     root: Optional[str] = None                 # static: directory served
     header_template: str = ""                  # stream: sent first (as a chunk)
     footer_template: str = ""                  # stream: sent last, before the final chunk
+    timeout_with_body: bool = False            # long-poll timeout: 200 + message id -3, not 304
 
 
 def default_locations() -> list[Location]:

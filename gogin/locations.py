@@ -12,6 +12,7 @@ import json
 import logging
 import mimetypes
 import os
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ PUBLISHER_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
 WS_VERSION_EXPLAIN = "Version not supported. Supported versions: 8, 13"
 WS_HEADERS_EXPLAIN = ("Don't have at least one of the mandatory headers: Connection, Upgrade, "
                       "Sec-WebSocket-Key and Sec-WebSocket-Version")
+JSONP_CALLBACK = re.compile(r"^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$")   # a JS name path
 MAX_PENDING_PUBLISHES = 64     # client messages waiting for the main server, per connection
 
 
@@ -280,6 +282,7 @@ class SubscriberLocation(Location):
                                      footer=self.stream_footer)
         else:   # longpoll, polling: the answer's head is part of the shared bytes
             self._lp_formats = {}
+            self._jsonp = None
             self.format = self.longpoll_format(None)
 
     def longpoll_format(self, origin):
@@ -371,15 +374,47 @@ class SubscriberLocation(Location):
                               ping_interval=cfg.ping_interval, ttl=cfg.ttl,
                               footer=self.stream_footer)
         else:   # longpoll, polling
-            origin = self.server.cors_done(conn)
-            timeout = (cfg.ttl or 30.0) if mode == "longpoll" else 3600.0
-            conn.hold(names, self.longpoll_format(origin), timeout,
-                      self.server.head(304, NO_CACHE + self.server.cors_headers(origin),
-                                       content_length=0))
+            self._hold(conn, req, names)
         self._catch_up(conn, req, names, backtrack or {})
         if mode == "polling":
             conn.end_hold()          # nothing stored after the position: 304 at once
         self.server.note_subscribed(names)
+
+    def _hold(self, conn, req, names):
+        """Long-polling and polling: the first message after the client's position answers.
+        JSONP (?callback=): a chunked javascript answer whose head goes out now, the message
+        as a chunk of it, then `]);`."""
+        cfg = self.cfg
+        origin = self.server.cors_done(conn)
+        cors = self.server.cors_headers(origin)
+        timeout = (cfg.ttl or 30.0) if cfg.mode == "longpoll" else 3600.0
+        callback = req.query_params().get("callback")
+        if callback is not None:
+            if not JSONP_CALLBACK.match(callback):
+                raise HttpError(400, "Invalid callback name.")
+            head = self.server.head(200, [("Content-Type", "application/javascript; charset=utf-8"),
+                                          ("Transfer-Encoding", "chunked")] + NO_CACHE + cors)
+            end = _chunk(b"]);\r\n") + b"0\r\n\r\n"
+            conn.hold(names, self.jsonp_format(), timeout, end,
+                      head=head + _chunk(callback.encode() + b"(["), footer=end)
+            return
+        fmt = self.longpoll_format(origin)
+        if cfg.timeout_with_body:
+            # push-stream's timeout message (id -3), dated at the client's position so that
+            # resuming from it neither skips nor repeats anything
+            pos = resume_position(req) or {}
+            ch = self.server.hub.channel(names[0])
+            t = pos.get("since_time", ch.last_time if ch else int(time.time()))
+            tag = pos.get("since_tag", ch.last_tag if ch else 0)
+            timeout_answer = fmt.render_bytes(b"", id=-3, channel=names[0], time=t, tag=tag)
+        else:
+            timeout_answer = self.server.head(304, NO_CACHE + cors, content_length=0)
+        conn.hold(names, fmt, timeout, timeout_answer)
+
+    def jsonp_format(self):
+        if self._jsonp is None:
+            self._jsonp = self.server.hub.format("stream", self.cfg.template, chunked=True)
+        return self._jsonp
 
     def _catch_up(self, conn, req, names, backtrack):
         """Stored messages first, then live ones (PROTOCOL.md §4): the replay happens in the

@@ -265,15 +265,23 @@ cdef class Connection:
         hub._start_timers(&self.c, ping_interval, ttl)
         return True
 
-    def hold(self, channels, Format format, double timeout, bytes timeout_response):
+    def hold(self, channels, Format format, double timeout, bytes timeout_response,
+             bytes head=b"", bytes footer=b""):
         """Long-poll: wait for the first message of `channels` (sent in `format`, a whole HTTP
-        response) or send `timeout_response` after `timeout` seconds."""
+        response) or send `timeout_response` after `timeout` seconds.
+
+        head/footer: an answer whose head goes out now and whose end follows the message
+        (JSONP: a chunked head with `callback([`, the message as a chunk, then `]);` and the
+        last chunk); the timeout response then only ends that answer."""
         cdef Hub hub = self._hub
         if not self._check(CS_PENDING):
             return False
+        if head:
+            hub._send_bytes(&self.c, head)
         self.c.state = CS_LONGPOLL
         self.c.flags |= CF_ONESHOT
         self._timeout_response = timeout_response
+        self._footer = footer
         hub._subscribe_all(self, channels, format)
         hub._start_timers(&self.c, 0, timeout)
         return True
@@ -381,14 +389,13 @@ cdef class Connection:
         if gap and gap_text is not None:
             hub._replay_gap(&self.c, ch, s, gap_text)
             if self.c.flags & CF_ONESHOT:
-                hub._reg.unsubscribe_all(&self.c.subs)
-                hub._finish_longpoll(&self.c)
+                hub._longpoll_delivered(&self.c)
                 return (0, gap)
         while s != NULL and self.c.state != CS_CLOSED:
             hub._replay_one(&self.c, ch, s)
             sent += 1
             if self.c.flags & CF_ONESHOT:
-                hub._finish_longpoll(&self.c)
+                hub._longpoll_delivered(&self.c)
                 break
             s = s.cnext
         return (sent, gap)
@@ -1325,10 +1332,19 @@ cdef class Hub:
                     else:
                         self._begin_close(c)
                 elif c.flags & CF_DELIVERED:
-                    self._finish_longpoll(c)
+                    self._longpoll_delivered(c)
             c = nxt
 
+    cdef void _longpoll_delivered(self, Conn *c):
+        """A long-poll got its message (or the gap signal): end its answer and finish."""
+        cdef Connection conn = <Connection>c.obj
+        if conn._footer:
+            self._send_bytes(c, conn._footer)
+            conn._footer = None
+        self._finish_longpoll(c)
+
     cdef void _finish_longpoll(self, Conn *c):
+        (<Connection>c.obj)._footer = None
         self._reg.unsubscribe_all(&c.subs)
         if c.flags & CF_KEEPALIVE and not self._closing:
             self._to_head(c)
