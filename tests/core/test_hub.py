@@ -18,7 +18,7 @@ import websockets
 import yarl
 from websockets.asyncio.client import connect as ws_connect
 
-from conftest import (
+from hub_helpers import (
     BACKENDS, LP_TIMEOUT, T, RawWS, Server, handshake_request, open_raw, read_eof, read_response,
     render, run_server, until, ws_encode,
 )
