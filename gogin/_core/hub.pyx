@@ -1560,6 +1560,12 @@ cdef class Hub:
 
     # -- shutdown ----------------------------------------------------------------------------
 
+    cdef list _open_connections(self):
+        """Every open connection (a snapshot: closing them changes the table)."""
+        cdef int fd
+        return [<Connection>self._table[fd] for fd in range(self._table_size)
+                if self._table[fd] != NULL]
+
     def stop_listening(self):
         for fd, sock in list(self._listeners.items()):
             self._sel_remove(fd)
@@ -1570,14 +1576,10 @@ cdef class Hub:
         """Graceful stop: no more accepts; WebSocket clients get close 1001, streams their
         footer, idle connections close; waits up to `timeout` for clients, then closes."""
         import asyncio
-        cdef int fd
         cdef Connection conn
         self._closing = True
         self.stop_listening()
-        for fd in range(self._table_size):
-            if self._table[fd] == NULL:
-                continue
-            conn = <Connection>self._table[fd]
+        for conn in self._open_connections():
             if conn.c.state == CS_WEBSOCKET:
                 self._close_ws(&conn.c, 1001, b"server shutting down")
             elif conn.c.state in (CS_STREAM, CS_HEAD, CS_LONGPOLL):
@@ -1593,14 +1595,10 @@ cdef class Hub:
 
     def close(self):
         """Close every socket now (WebSocket clients get a best-effort close 1001)."""
-        cdef int fd
         cdef Connection conn
         self._closing = True
         self.stop_listening()
-        for fd in range(self._table_size):
-            if self._table[fd] == NULL:
-                continue
-            conn = <Connection>self._table[fd]
+        for conn in self._open_connections():
             if conn.c.state == CS_WEBSOCKET:
                 drop_queue(&self._fs, &conn.c)
                 send(conn.c.fd, self._close_going_away.data, self._close_going_away.len,
