@@ -278,7 +278,7 @@ class SubscriberLocation(Location):
             self.stream_header = _chunk(cfg.header_template.encode("utf-8"))
             self.stream_footer = _chunk(cfg.footer_template.encode("utf-8")) + b"0\r\n\r\n"
             self.format = hub.format("stream", cfg.template + "\r\n", chunked=True,
-                                     ping=probe.render_bytes(b"", id=-1),
+                                     ping=probe.render_bytes(b"", id=-1, channel=""),
                                      footer=self.stream_footer)
         else:   # longpoll, polling: the answer's head is part of the shared bytes
             self._lp_formats = {}
@@ -309,10 +309,18 @@ class SubscriberLocation(Location):
             raise HttpError(405, "Method not allowed.", [("Allow", "GET, OPTIONS")])
         if req.method == "OPTIONS":
             return self.server.respond(conn, 200, [("Allow", "GET, OPTIONS")] + NO_CACHE)
+        try:
+            self._subscribe(conn, req, key)
+        except HttpError as e:
+            if key is None:
+                raise
+            self.refuse_websocket(conn, key, e)
+
+    def _subscribe(self, conn, req, key):
         limits = self.server.config.limits
         if self.cfg.channels == "main_server":
-            hint = [r.name for r in parse_channel_path(self.tail(req.path), limits)] \
-                if self.tail(req.path) else []
+            hint = {r.name: r.backtrack for r in parse_channel_path(self.tail(req.path), limits)} \
+                if self.tail(req.path) else {}
             task = asyncio.ensure_future(self._authorize(conn, req, key, hint))
             self.server.track(task)
             return
@@ -324,6 +332,14 @@ class SubscriberLocation(Location):
         self._start(conn, req, key, [r.name for r in refs], ClientState(self),
                     {r.name: r.backtrack for r in refs})
 
+    def refuse_websocket(self, conn, key, e: HttpError):
+        """Channel errors of a valid WebSocket handshake (PROTOCOL.md §3): upgrade, then close
+        1008 with the status and explain as JSON - a browser's WebSocket cannot read the
+        status of a refused handshake, but it can read a close reason."""
+        self.server.cors_done(conn)
+        conn.upgrade((), self.format, key=key, ping_interval=0)
+        conn.close(1008, json.dumps({"http_status": e.status, "explain": e.explain}))
+
     async def _authorize(self, conn, req, key, hint):
         headers = {}
         for name in self.server.config.auth.forward_headers:
@@ -332,7 +348,7 @@ class SubscriberLocation(Location):
                 headers[name] = value
         sreq = SubscribeRequest(method=req.method, uri=req.target, path=req.path,
                                 query=req.query, client=(req.peer or ("", 0))[0],
-                                mode=self.cfg.mode, channels=hint, headers=headers)
+                                mode=self.cfg.mode, channels=list(hint), headers=headers)
         decision = await self.server.auth.subscribe(sreq)
         if conn.closed:
             return
@@ -343,11 +359,15 @@ class SubscriberLocation(Location):
                 hdrs = [("Content-Type", decision.content_type)] if decision.content_type else []
                 return self.server.respond(conn, decision.status, hdrs + NO_CACHE, decision.body)
             refs = parse_channel_path("/".join(decision.channels), self.server.config.limits)
+            # backtrack: the main server's .bN, else the one the client asked for
             self._start(conn, req, key, [r.name for r in refs],
                         ClientState(self, user=decision.user, credentials=headers),
-                        {r.name: r.backtrack for r in refs})
+                        {r.name: r.backtrack or hint.get(r.name, 0) for r in refs})
         except HttpError as e:
-            self.server.error(conn, e)
+            if key is not None and decision.allowed:
+                self.refuse_websocket(conn, key, e)
+            else:
+                self.server.error(conn, e)
 
     def _start(self, conn, req, key, names, state, backtrack=None):
         check_subscription(self.server.hub, names, self.server.config.limits)
@@ -378,7 +398,11 @@ class SubscriberLocation(Location):
         self._catch_up(conn, req, names, backtrack or {})
         if mode == "polling":
             conn.end_hold()          # nothing stored after the position: 304 at once
-        self.server.note_subscribed(names)
+        # long-poll and polling requests are one answer each: no client events for them
+        # (a subscribed event per request, with no matching unsubscribed one, would not balance)
+        self.server.note_subscribed(names, events=mode not in ("longpoll", "polling"))
+        if mode in ("longpoll", "polling"):
+            state.channels = []
 
     def _hold(self, conn, req, names):
         """Long-polling and polling: the first message after the client's position answers.

@@ -161,9 +161,14 @@ class Server:
             else:
                 self.hub.ensure_channel(n)
 
-    def note_subscribed(self, names):
+    def note_subscribed(self, names, events: bool = True):
+        now = time.time()
         for n in names:
-            self.emit("client_subscribed", n)
+            ch = self.hub.channel(n)
+            if ch is not None:
+                ch.data = now           # last activity, for the sweeper
+            if events:
+                self.emit("client_subscribed", n)
 
     def note_unsubscribed(self, names):
         now = time.time()

@@ -8,7 +8,7 @@ import json
 import time
 
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed
 
 from gogin_e2e import (default_locations_plus, explain_of, publish, recv, wait_for,
                        ws_connect)
@@ -89,11 +89,14 @@ async def test_events_channel_refuses_publish_and_delete(gogin_factory, http):
 # -- wildcard channels, authorized_channels_only --------------------------------------------------
 
 async def ws_refused(url):
-    with pytest.raises(InvalidStatus) as ei:
-        async with ws_connect(url):
-            pass
-    r = ei.value.response
-    return r.status_code, r.headers.get("X-Gogin-Explain")
+    """Channel errors on a valid handshake: upgraded, then closed with 1008 and a JSON reason
+    (PROTOCOL.md §3) - returned as (http_status, explain)."""
+    async with ws_connect(url) as ws:
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+    assert ws.close_code == 1008, ws.close_code
+    doc = json.loads(ws.close_reason)
+    return doc["http_status"], doc["explain"]
 
 
 async def test_wildcard_rules(gogin, http, chan):
