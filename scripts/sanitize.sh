@@ -20,7 +20,10 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export PYTHONMALLOC=malloc      # every Python allocation visible to ASan
 export PYTHONPATH="$work"
 [ $# -gt 0 ] || set -- tests/core
-"$py" -m pytest -q -p no:cacheprovider "$@" 2>&1 | tee sanitize.log
+# RSS bounds are release-build facts: ASan's shadow memory and quarantine inflate RSS
+"$py" -m pytest -q -p no:cacheprovider \
+  --deselect tests/server/test_srv_memory.py::test_one_gib_through_storage_keeps_rss_bounded \
+  "$@" 2>&1 | tee sanitize.log
 status=${PIPESTATUS[0]}
 if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' sanitize.log; then
   echo "sanitizer report found (see above)"; exit 1

@@ -373,10 +373,17 @@ async def chromium_page():
     """A headless Chromium page (fresh profile, loopback only); closed and removed after."""
     from playwright.async_api import async_playwright
     profile = tempfile.mkdtemp(prefix="gogin-chromium-")
+    # under scripts/sanitize.sh the ASan runtime is preloaded for gogin; Playwright's driver
+    # and Chromium must not inherit it
+    preload = os.environ.pop("LD_PRELOAD", None)
     try:
         async with async_playwright() as pw:
-            ctx = await asyncio.wait_for(pw.chromium.launch_persistent_context(
-                profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS), 30)
+            try:
+                ctx = await asyncio.wait_for(pw.chromium.launch_persistent_context(
+                    profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS), 30)
+            finally:
+                if preload is not None:
+                    os.environ["LD_PRELOAD"] = preload
             try:
                 page = ctx.pages[0] if ctx.pages else await ctx.new_page()
                 yield page
