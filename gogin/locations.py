@@ -38,15 +38,16 @@ JSONP_CALLBACK = re.compile(r"^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$")   # a JS
 MAX_PENDING_PUBLISHES = 64     # client messages waiting for the main server, per connection
 
 
-@dataclass
+@dataclass(slots=True)
 class ClientState:
-    """conn.data of a subscriber: who it is and what it sent that still waits for a decision."""
+    """conn.data of a subscriber: who it is and what it sent that still waits for a decision.
+    Kept small (slots, containers made on first use): there is one per idle connection."""
     location: "Location"
     user: Optional[str] = None
-    credentials: dict = field(default_factory=dict)
-    pending: deque = field(default_factory=deque)
+    credentials: Optional[dict] = None
+    pending: Optional[deque] = None
     busy: bool = False
-    channels: list = field(default_factory=list)   # subscribed at the start (events, sweeper)
+    channels: tuple = ()                  # subscribed at the start (events, sweeper)
 
 
 class Location:
@@ -372,7 +373,10 @@ class SubscriberLocation(Location):
     def _start(self, conn, req, key, names, state, backtrack=None):
         check_subscription(self.server.hub, names, self.server.config.limits)
         self.server.ensure_channels(names)
-        state.channels = list(names)
+        # the registry's own name strings: an idle connection holds no copies of its own
+        hub = self.server.hub
+        names = [hub.channel(n).name for n in names]
+        state.channels = tuple(names)
         conn.data = state
         cfg = self.cfg
         mode = cfg.mode
@@ -402,7 +406,7 @@ class SubscriberLocation(Location):
         # (a subscribed event per request, with no matching unsubscribed one, would not balance)
         self.server.note_subscribed(names, events=mode not in ("longpoll", "polling"))
         if mode in ("longpoll", "polling"):
-            state.channels = []
+            state.channels = ()
 
     def _hold(self, conn, req, names):
         """Long-polling and polling: the first message after the client's position answers.
@@ -467,6 +471,8 @@ class SubscriberLocation(Location):
             for ch in conn.channels:
                 self.server.publish(ch, data, binary=binary)
             return
+        if state.pending is None:
+            state.pending = deque()
         if len(state.pending) >= MAX_PENDING_PUBLISHES:
             conn.close(1008, "too many messages waiting for authorization")
             return
@@ -483,7 +489,7 @@ class SubscriberLocation(Location):
                 channels = conn.channels
                 decision = await self.server.auth.publish(PublishRequest(
                     user=state.user, channels=channels, payload=data, binary=binary,
-                    headers=state.credentials, client=(conn.peer or ("", 0))[0]))
+                    headers=state.credentials or {}, client=(conn.peer or ("", 0))[0]))
                 if decision.action == "publish":
                     if decision.payload is None:
                         payload, as_binary = data, binary

@@ -123,7 +123,6 @@ cdef class Connection:
     cdef bint _head_only                # the pending request is HEAD: no body in the answer
     cdef char _addr[28]                 # peer sockaddr (in or in6), converted on demand
     cdef socklen_t _alen
-    cdef object _peer
     cdef Request _pending_request       # head read, body still arriving
 
     def __cinit__(self):
@@ -179,16 +178,17 @@ cdef class Connection:
         cdef char buf[64]
         cdef sockaddr_in *a4
         cdef sockaddr_in6 *a6
-        if self._peer is None and self._alen:
+        # computed on each call, not kept: an idle connection holds no Python strings
+        if self._alen:
             a4 = <sockaddr_in *>self._addr
             if a4.sin_family == AF_INET:
                 inet_ntop(AF_INET, &a4.sin_addr, buf, sizeof(buf))
-                self._peer = (buf.decode("ascii"), ntohs(a4.sin_port))
+                return (buf.decode("ascii"), ntohs(a4.sin_port))
             elif a4.sin_family == AF_INET6:
                 a6 = <sockaddr_in6 *>self._addr
                 inet_ntop(AF_INET6, &a6.sin6_addr, buf, sizeof(buf))
-                self._peer = (buf.decode("ascii"), ntohs(a6.sin6_port))
-        return self._peer
+                return (buf.decode("ascii"), ntohs(a6.sin6_port))
+        return None
 
     cdef inline bint _check(self, int want) except -1:
         if self.c.state == CS_CLOSED or self.c.state == CS_CLOSING:
