@@ -20,6 +20,8 @@ from setuptools import Extension, setup
 
 CORE = "gogin/_core"
 MODULES = ["selector", "http", "frames", "buffers", "history", "registry", "fanout", "hub"]
+BENCH = "gogin/bench"
+BENCH_MODULES = ["_loadclient"]     # gogin-bench's C receive loop (cimports the core selector)
 
 
 def flag(name):
@@ -61,6 +63,19 @@ def extensions():
         exts.append(Extension(
             f"gogin._core.{mod}", sources,
             depends=sorted(glob.glob(f"{CORE}/*.pxd") + glob.glob(f"{CORE}/native/*")
+                           + glob.glob(f"{CORE}/includes/*.pxd")),
+            include_dirs=[CORE, f"{CORE}/native"],
+            define_macros=macros,
+            extra_compile_args=cflags,
+            extra_link_args=ldflags,
+        ))
+
+    for mod in BENCH_MODULES:
+        if only and mod not in only:
+            continue
+        exts.append(Extension(
+            f"gogin.bench.{mod}", [f"{BENCH}/{mod}.pyx"],
+            depends=sorted(glob.glob(f"{CORE}/selector.pxd") + glob.glob(f"{CORE}/native/*.h")
                            + glob.glob(f"{CORE}/includes/*.pxd")),
             include_dirs=[CORE, f"{CORE}/native"],
             define_macros=macros,

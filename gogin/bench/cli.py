@@ -1,0 +1,471 @@
+"""gogin-bench: load a WebSocket notification server and measure delivery.
+
+A run = one target (gogin started here, a peer from gogin.bench.peers, or a URL), N
+subscriber connections over K channels held by the C load client (gogin.bench._loadclient,
+its receive loop in a thread with the GIL released), and a publisher (HTTP keep-alive POST or
+a WebSocket) driven by a token schedule at each rate of the sweep.  After each step's publish
+phase a drain period waits for the stragglers; then
+
+  expected = sum over channels of (acknowledged publishes x open subscribers)
+  loss     = expected - received          (any non-zero loss: exit code 1)
+
+Output: a progress line on stderr, one JSON line per step (--json), a markdown table
+(--markdown), a PNG plot (--plot): delivered msgs/s and p99 against the publish rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import sys
+import threading
+import time
+
+PRESETS = {
+    # name: subscribers, channels, size, sweep (publishes/s), criterion
+    "fanout": dict(subscribers=1000, channels=1, size=100, sweep="500:3000:6"),
+    "wide": dict(subscribers=10000, channels=1, size=100, sweep="50:300:6"),
+    "routing": dict(subscribers=10000, channels=10000, size=100, sweep="2000:12000:6"),
+    "capacity": dict(subscribers=0, channels=1, size=100, sweep="1"),   # 0: up to the fd limit
+}
+P99_LIMIT_MS = 100.0         # a step "passes" with zero loss and p99 below this
+FD_RESERVE = 200             # fds kept for the interpreter, the publisher, the selector
+SOURCE_SPAN = 25000          # connections per 127.0.0.x source address
+WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# -- process measurements -----------------------------------------------------------------------
+
+def proc_cpu(pids) -> float | None:
+    """utime + stime (seconds) of the processes, from /proc/PID/stat."""
+    total, seen = 0.0, False
+    for pid in pids or ():
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        seen = True
+    return total if seen else None
+
+
+def proc_rss(pids) -> int | None:
+    """Resident set size (bytes) of the processes, from /proc/PID/status."""
+    total, seen = 0, False
+    for pid in pids or ():
+        try:
+            with open(f"/proc/{pid}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+                        seen = True
+        except OSError:
+            continue
+    return total if seen else None
+
+
+def self_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def raise_nofile() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+# -- targets ------------------------------------------------------------------------------------
+
+def make_target(spec: str, pub_mode: str):
+    from gogin.bench.target_gogin import GoginTarget, UrlTarget
+    if spec == "gogin":
+        return GoginTarget(pub_mode=pub_mode)
+    if spec.startswith(("http://", "ws://")):
+        return UrlTarget(spec)
+    try:
+        from gogin.bench.peers import PEERS
+    except ImportError as e:
+        raise SystemExit(f"gogin-bench: peers unavailable ({e})")
+    if spec not in PEERS:
+        raise SystemExit(f"gogin-bench: unknown target {spec!r}; "
+                         f"choose gogin, a URL or one of {', '.join(sorted(PEERS))}")
+    cls = PEERS[spec]
+    ok, why = cls.available()
+    if not ok:
+        raise SystemExit(f"gogin-bench: target {spec} is not available: {why}")
+    try:
+        return cls(pub_mode=pub_mode)
+    except TypeError:
+        return cls()
+
+
+def target_pids(t) -> list[int]:
+    if hasattr(t, "pids"):
+        return list(t.pids())
+    return [t.pid] if getattr(t, "pid", None) else []
+
+
+def handshake(url: str) -> tuple[str, int, bytes]:
+    from urllib.parse import urlsplit
+    u = urlsplit(url)
+    path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+    host, port = u.hostname, u.port or 80
+    req = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+           f"Connection: Upgrade\r\nSec-WebSocket-Key: {WS_KEY}\r\n"
+           f"Sec-WebSocket-Version: 13\r\n\r\n").encode()
+    return host, port, req
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+def parse_rates(a) -> list[float]:
+    if a.rate is not None:
+        return [float(a.rate)]
+    parts = a.sweep.split(":")
+    if len(parts) == 1:
+        return [float(parts[0])]
+    lo, hi, steps = float(parts[0]), float(parts[1]), int(parts[2])
+    if steps <= 1:
+        return [lo]
+    return [lo + (hi - lo) * i / (steps - 1) for i in range(steps)]
+
+
+class Progress:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.text = ""
+
+    def show(self, text: str) -> None:
+        if self.enabled:
+            sys.stderr.write("\r" + text[:150].ljust(len(self.text[:150])))
+            sys.stderr.flush()
+            self.text = text
+
+    def done(self) -> None:
+        if self.enabled and self.text:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self.text = ""
+
+
+async def _progress_task(prog: Progress, client, label: str, t0: float, total: float,
+                         res_ref: dict) -> None:
+    last_f, last_t = client.frames, time.monotonic()
+    while True:
+        await asyncio.sleep(0.25)
+        now = time.monotonic()
+        f = client.frames
+        rate = (f - last_f) / max(now - last_t, 1e-9)
+        last_f, last_t = f, now
+        frac = min(1.0, (now - t0) / total) if total > 0 else 1.0
+        bar = "#" * int(frac * 20)
+        pub = res_ref.get("pub")
+        prog.show(f"{label} [{bar:<20}] {now - t0:5.1f}s  recv {f:,} ({rate:,.0f}/s)"
+                  + (f"  pub {pub.acked:,}" if pub else ""))
+
+
+async def run_step(a, client, publisher, rate: float, pids, prog: Progress, step_no: int,
+                   nsteps: int, count: int | None = None) -> dict:
+    open_per_ch = client.open_per_channel()
+    recv_ch0 = client.per_channel_frames()
+    st0 = client.stats()
+    client.reset_latency()
+    cpu_c0, cpu_s0 = self_cpu(), proc_cpu(pids)
+    t0 = time.monotonic()
+    ref: dict = {}
+    label = f"[{step_no}/{nsteps}] {rate:,.0f} pub/s"
+    ptask = asyncio.ensure_future(
+        _progress_task(prog, client, label, t0, a.duration + a.drain, ref))
+    try:
+        res = await publisher.run(rate, a.duration, a.size, count=count)
+        ref["pub"] = res
+        t_pub = time.monotonic()
+        expected = sum(n * o for n, o in zip(res.per_channel, open_per_ch))
+        # drain: wait until everything expected arrived (plus a short grace for duplicates),
+        # or the drain period is over
+        received = client.frames - st0["frames"]
+        t_all = None
+        deadline = t_pub + a.drain
+        while time.monotonic() < deadline:
+            received = client.frames - st0["frames"]
+            if received >= expected and t_all is None:
+                t_all = time.monotonic()
+                deadline = min(deadline, t_all + 0.2)
+            await asyncio.sleep(0.01)
+        received = client.frames - st0["frames"]
+    finally:
+        ptask.cancel()
+    t_end = t_all if t_all is not None else time.monotonic()
+    wall = t_end - t0
+    cpu_c1, cpu_s1 = self_cpu(), proc_cpu(pids)
+    st1 = client.stats()
+    lat = client.latency()
+    recv_ch1 = client.per_channel_frames()
+    loss = expected - received
+    ms = lambda v: None if v is None else v / 1e6   # noqa: E731
+    row = {
+        "rate_target": rate,
+        "publishes": res.acked,
+        "publish_errors": res.errors,
+        "publish_error": res.last_error or None,
+        "publishes_per_s": res.acked / res.seconds if res.seconds > 0 else None,
+        "publish_seconds": res.seconds,
+        "expected": expected,
+        "received": received,
+        "loss": loss,
+        "delivered_per_s": received / wall if wall > 0 else None,
+        "delivery_seconds": wall,
+        "drained": t_all is not None,
+        "channels_short": sum(1 for c, (x, y) in enumerate(zip(recv_ch0, recv_ch1))
+                              if (y - x) != res.per_channel[c] * open_per_ch[c]),
+        "p50_ms": ms(lat["p50"]), "p90_ms": ms(lat["p90"]), "p99_ms": ms(lat["p99"]),
+        "p999_ms": ms(lat["p999"]), "max_ms": ms(lat["max"]), "latency_samples": lat["count"],
+        "unstamped": st1["unstamped"],
+        "disconnects": st1["disconnects"] - st0["disconnects"],
+        "close_frames": st1["close_frames"] - st0["close_frames"],
+        "pings": st1["pings"] - st0["pings"],
+        "client_cpu_pct": 100 * (cpu_c1 - cpu_c0) / wall if wall > 0 else None,
+        "server_cpu_pct": (100 * (cpu_s1 - cpu_s0) / wall
+                           if cpu_s0 is not None and cpu_s1 is not None and wall > 0 else None),
+        "server_rss_bytes": proc_rss(pids),
+    }
+    row["pass"] = (loss == 0 and res.errors == 0 and row["p99_ms"] is not None
+                   and row["p99_ms"] < a.p99_limit)
+    return row
+
+
+def pin_self(cpu) -> None:
+    if cpu is not None:
+        os.sched_setaffinity(0, {int(cpu)})
+
+
+async def bench_target(a, spec: str, rates: list[float], prog: Progress) -> tuple[dict, list]:
+    from gogin.bench._loadclient import LoadClient
+    from gogin.bench.publisher import make_publisher
+
+    nofile = raise_nofile()
+    subs = a.subscribers
+    if subs <= 0:                                  # capacity: as many as the fd limit allows
+        subs = max(1, nofile - FD_RESERVE)
+    if subs + FD_RESERVE > nofile:
+        raise SystemExit(f"gogin-bench: {subs} subscribers need more than RLIMIT_NOFILE "
+                         f"{nofile} - {FD_RESERVE} fds")
+    channels = max(1, min(a.channels, subs))
+    target = make_target(spec, a.publish)
+    target.start(a.server_cpu)
+    pids = target_pids(target)
+    info = {"target": spec, "scenario": a.scenario, "subscribers": subs, "channels": channels,
+            "size": a.size, "duration": a.duration, "publish": a.publish,
+            "server_cpu": a.server_cpu, "client_cpu": a.client_cpu,
+            "python": platform.python_version(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    client = thread = publisher = None
+    rows: list = []
+    try:
+        names = [f"{a.channel_prefix}{c}" for c in range(channels)]
+        chan_of = [i % channels for i in range(subs)]
+        host, port, _ = handshake(target.sub_url(names[0]))
+        reqs = [handshake(target.sub_url(names[c]))[2] for c in chan_of]
+        sources = a.sources or (1 + (subs - 1) // SOURCE_SPAN)
+        rss0 = proc_rss(pids)
+        client = LoadClient(host, port, reqs, chan_of, sources=sources,
+                            max_inflight=a.max_inflight)
+        prog.show(f"{spec}: connecting {subs:,} subscribers ...")
+        opened, failed, secs = await asyncio.get_running_loop().run_in_executor(
+            None, client.connect_all, a.connect_timeout)
+        rss1 = proc_rss(pids)
+        info.update(connected=opened, connect_failed=failed, connect_seconds=secs,
+                    connects_per_s=opened / secs if secs > 0 else None,
+                    connect_errno=client.first_error or None,
+                    server_rss_idle_bytes=rss0, server_rss_connected_bytes=rss1,
+                    server_rss_per_connection=((rss1 - rss0) / opened
+                                               if rss0 and rss1 and opened else None))
+        prog.show(f"{spec}: {opened:,} connected in {secs:.2f} s, {failed} failed")
+        prog.done()
+        if failed:
+            print(f"gogin-bench: {failed} of {subs} subscriber connections failed "
+                  f"(first errno {client.first_error})", file=sys.stderr)
+        await asyncio.sleep(a.settle)
+        thread = threading.Thread(target=client.run, name="gogin-bench-recv", daemon=True)
+        thread.start()
+        kind, _ = target.pub(names[0])
+        publisher = make_publisher(kind, [target.pub(n)[1] for n in names], a.pub_connections)
+        await publisher.open()
+        for i, rate in enumerate(rates):
+            count = 1 if a.scenario == "capacity" else None
+            if a.kill_subscribers and i == 0:
+                asyncio.get_running_loop().call_later(
+                    a.duration / 2, client.kill, a.kill_subscribers)
+            row = await run_step(a, client, publisher, rate, pids, prog, i + 1, len(rates),
+                                 count=count)
+            row.update({k: info[k] for k in ("target", "scenario", "subscribers", "channels",
+                                             "size")})
+            row["connected"] = opened
+            if a.scenario == "capacity":
+                row["broadcast_all_ms"] = row["max_ms"]
+                for k in ("connects_per_s", "connect_seconds", "server_rss_per_connection"):
+                    row[k] = info[k]
+            prog.done()
+            rows.append(row)
+            print(summary_line(row), file=sys.stderr)
+            if a.json:
+                with open(a.json, "a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+    finally:
+        prog.done()
+        if publisher is not None:
+            await publisher.close()
+        if client is not None:
+            client.stop()
+            if thread is not None:
+                thread.join(5)
+            client.close()
+        target.stop()
+    return info, rows
+
+
+def summary_line(r: dict) -> str:
+    f = lambda v, fmt: "-" if v is None else format(v, fmt)   # noqa: E731
+    return (f"  {r['target']} rate {r['rate_target']:,.0f}: pub {f(r['publishes_per_s'], ',.0f')}/s"
+            f"  delivered {f(r['delivered_per_s'], ',.0f')}/s  loss {r['loss']}"
+            f"  p50 {f(r['p50_ms'], '.2f')} p99 {f(r['p99_ms'], '.2f')} max {f(r['max_ms'], '.2f')} ms"
+            f"  cpu client {f(r['client_cpu_pct'], '.0f')}% server {f(r['server_cpu_pct'], '.0f')}%"
+            f"  {'PASS' if r['pass'] else 'FAIL'}")
+
+
+def markdown(rows: list) -> str:
+    f = lambda v, fmt: "-" if v is None else format(v, fmt)   # noqa: E731
+    out = ["| target | subs × ch | rate | pub/s | delivered msgs/s | loss | p50 ms | p99 ms | "
+           "max ms | client CPU | server CPU | server RSS MiB | ok |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        rss = r.get("server_rss_bytes")
+        out.append(
+            f"| {r['target']} | {r['subscribers']:,} × {r['channels']:,} | {r['rate_target']:,.0f}"
+            f" | {f(r['publishes_per_s'], ',.0f')} | {f(r['delivered_per_s'], ',.0f')}"
+            f" | {r['loss']} | {f(r['p50_ms'], '.2f')} | {f(r['p99_ms'], '.2f')}"
+            f" | {f(r['max_ms'], '.2f')} | {f(r['client_cpu_pct'], '.0f')} %"
+            f" | {f(r['server_cpu_pct'], '.0f')} % | {f(rss and rss / 2**20, '.0f')}"
+            f" | {'yes' if r['pass'] else 'no'} |")
+    return "\n".join(out)
+
+
+def plot(rows: list, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for tgt in dict.fromkeys(r["target"] for r in rows):
+        rs = sorted((r for r in rows if r["target"] == tgt), key=lambda r: r["rate_target"])
+        x = [r["rate_target"] for r in rs]
+        ax1.plot(x, [r["delivered_per_s"] or 0 for r in rs], marker="o", label=tgt)
+        ax2.plot(x, [r["p99_ms"] if r["p99_ms"] is not None else float("nan") for r in rs],
+                 marker="o", label=tgt)
+    ax1.set(xlabel="publish rate (msgs/s)", ylabel="delivered msgs/s", title="throughput")
+    ax2.set(xlabel="publish rate (msgs/s)", ylabel="p99 latency (ms)", title="p99 latency")
+    ax2.set_yscale("log")
+    for ax in (ax1, ax2):
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gogin-bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--target", default="gogin",
+                   help="gogin (started here), a peer name, or http://host:port of a running "
+                        "server; comma-separated for several (one plot line each)")
+    p.add_argument("--scenario", choices=sorted(PRESETS), default="fanout")
+    p.add_argument("--subscribers", type=int, help="subscriber connections (preset default)")
+    p.add_argument("--channels", type=int, help="channels the subscribers spread over")
+    p.add_argument("--rate", type=float, help="publishes/s (one step)")
+    p.add_argument("--sweep", help="A:B:STEPS publish rates (linear)")
+    p.add_argument("--duration", type=float, default=5.0, help="publish seconds per step")
+    p.add_argument("--drain", type=float, default=3.0,
+                   help="seconds to wait for stragglers after the publish phase")
+    p.add_argument("--size", type=int, help="payload bytes (>= 20)")
+    p.add_argument("--publish", choices=["http", "ws"], default="http",
+                   help="publisher: HTTP keep-alive POST or a WebSocket (where the target has one)")
+    p.add_argument("--pub-connections", type=int, default=16, help="HTTP publisher connections")
+    p.add_argument("--server-cpu", type=int, help="pin the started server to this CPU")
+    p.add_argument("--client-cpu", type=int, help="pin this process to this CPU")
+    p.add_argument("--sources", type=int, default=0,
+                   help="127.0.0.x source addresses (0: one per 25,000 connections)")
+    p.add_argument("--max-inflight", type=int, default=512, help="concurrent handshakes")
+    p.add_argument("--connect-timeout", type=float, default=60.0)
+    p.add_argument("--settle", type=float, default=0.2, help="seconds after connecting")
+    p.add_argument("--channel-prefix", default="ch")
+    p.add_argument("--p99-limit", type=float, default=P99_LIMIT_MS, help="ms, pass criterion")
+    p.add_argument("--json", metavar="FILE", help="append one JSON line per step")
+    p.add_argument("--markdown", nargs="?", const="-", metavar="FILE",
+                   help="markdown table (stdout, or FILE)")
+    p.add_argument("--plot", metavar="FILE.png", help="delivered msgs/s and p99 vs rate")
+    p.add_argument("--progress", choices=["auto", "on", "off"], default="auto")
+    p.add_argument("--kill-subscribers", type=int, default=0, help=argparse.SUPPRESS)
+    return p
+
+
+def bench_main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    preset = PRESETS[a.scenario]
+    for key in ("subscribers", "channels", "size", "sweep"):
+        if getattr(a, key) is None:
+            setattr(a, key, preset[key])
+    if a.scenario == "capacity" and a.rate is None:
+        a.rate = 1.0
+    if a.size < 20:
+        a.size = 20
+    rates = parse_rates(a)
+    pin_self(a.client_cpu)
+    prog = Progress(a.progress == "on" or (a.progress == "auto" and sys.stderr.isatty()))
+    all_rows = []
+    try:
+        import uvloop
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    for spec in a.target.split(","):
+        info, rows = runner(bench_target(a, spec.strip(), rates, prog))
+        all_rows += rows
+        ok = [r for r in rows if r["pass"]]
+        best = max(ok, key=lambda r: r["delivered_per_s"] or 0) if ok else None
+        msg = (f"{spec}: best passing step: {best['delivered_per_s']:,.0f} delivered msgs/s at "
+               f"{best['publishes_per_s']:,.0f} pub/s, p99 {best['p99_ms']:.2f} ms"
+               if best else f"{spec}: no step passed (zero loss and p99 < {a.p99_limit} ms)")
+        if info.get("connects_per_s"):
+            msg += (f"; connect {info['connected']:,} in {info['connect_seconds']:.2f} s "
+                    f"({info['connects_per_s']:,.0f}/s)")
+            if info.get("server_rss_per_connection"):
+                msg += f", server RSS {info['server_rss_per_connection']:,.0f} B/connection"
+        print(msg, file=sys.stderr)
+    if a.markdown:
+        table = markdown(all_rows)
+        if a.markdown == "-":
+            print(table)
+        else:
+            with open(a.markdown, "w") as fh:
+                fh.write(table + "\n")
+    if a.plot and all_rows:
+        plot(all_rows, a.plot)
+    failed = any(r["loss"] != 0 or r["publish_errors"] for r in all_rows)
+    if failed:
+        print("gogin-bench: FAIL: messages were lost (or publishes failed)", file=sys.stderr)
+    return 1 if failed or not all_rows else 0
+
+
+if __name__ == "__main__":
+    sys.exit(bench_main())

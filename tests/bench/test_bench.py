@@ -1,0 +1,148 @@
+"""gogin-bench: the C frame scanner on crafted byte streams, and small end-to-end runs.
+
+The runs start a real gogin (python -m gogin) on loopback with a few dozen subscribers at a low
+rate: seconds each.  The full benchmark (1,000+ subscribers, rate sweeps) is not run here.
+"""
+
+import json
+import struct
+
+import pytest
+
+from gogin._core.frames import encode_frame
+
+_lc = pytest.importorskip("gogin.bench._loadclient")
+from gogin.bench.cli import bench_main  # noqa: E402
+
+NOW = 10_000_000
+
+
+def frame(op, payload, fin=True):
+    return encode_frame(op, payload, fin=fin)
+
+
+def stamped(size, stamp):
+    return _lc.make_payload(size, stamp)
+
+
+def scan(data, split=None, now=NOW):
+    if split is None:
+        chunks = [data]
+    elif split == "bytes":
+        chunks = [data[i:i + 1] for i in range(len(data))]
+    else:
+        chunks = [data[i:i + split] for i in range(0, len(data), split)]
+    return _lc.scan_chunks(chunks, now=now)
+
+
+# -- frame scanner ------------------------------------------------------------------------------
+
+def test_payload_marker():
+    p = stamped(100, 0x1234)
+    assert len(p) == 100 and p.startswith(b"@gb:0000000000001234")
+    assert len(stamped(5, 1)) == 20          # never shorter than the marker
+
+
+@pytest.mark.parametrize("split", [None, "bytes", 3, 7, 101])
+def test_small_frames_any_split(split):
+    data = b"".join(frame(1, stamped(100, NOW - 1000 * (i + 1))) for i in range(10))
+    r = scan(data, split)
+    assert r["frames"] == 10 and r["stamped"] == 10 and not r["closed"]
+    lat = r["latency"]
+    assert lat["count"] == 10 and lat["max"] == 10_000
+    assert 4_800 <= lat["p50"] <= 6_200               # log buckets: <= ~3 % off
+
+
+@pytest.mark.parametrize("size", [125, 126, 65535, 65536, 200_000])
+@pytest.mark.parametrize("split", [None, "bytes", 1000])
+def test_length_encodings(size, split):
+    if split == "bytes" and size > 70_000:
+        split = 4093
+    data = frame(1, stamped(size, NOW - 5)) + frame(2, stamped(30, NOW - 7))
+    hdr = data[1] & 0x7F
+    assert hdr == (size if size < 126 else 126 if size < 65536 else 127)
+    r = scan(data, split)
+    assert r["frames"] == 2 and r["stamped"] == 2 and r["latency"]["max"] == 7
+
+
+def test_marker_wrapped_by_template():
+    # a JSON template puts text before the payload: the marker is found wherever it is
+    body = b'{"id":1,"channel":"ch","text":"' + stamped(40, NOW - 42) + b'","tag":"0"}'
+    r = scan(frame(1, body), "bytes")
+    assert r["stamped"] == 1 and r["latency"]["max"] == 42
+
+
+def test_unstamped_and_bad_digits():
+    r = scan(frame(1, b"hello") + frame(1, b"@gb:12zz" + b"0" * 20))
+    assert r["frames"] == 2 and r["stamped"] == 0 and r["unstamped"] == 2
+
+
+def test_ping_pong_between_frames():
+    f = frame(1, stamped(50, NOW - 1))
+    data = f + frame(9, b"ping!") + frame(10, b"") + f + frame(9, b"")
+    for split in (None, "bytes"):
+        r = scan(data, split)
+        assert r["frames"] == 2 and r["pings"] == 2 and not r["closed"]
+
+
+def test_fragmented_message_counts_once():
+    p = stamped(60, NOW - 3)
+    data = frame(1, p[:10], fin=False) + frame(9, b"x") + frame(0, p[10:], fin=True)
+    r = scan(data, "bytes")
+    assert r["frames"] == 1 and r["pings"] == 1
+
+
+def test_close_frame_stops():
+    data = frame(1, stamped(30, NOW)) + encode_frame(8, struct.pack("!H", 1001)) \
+        + frame(1, stamped(30, NOW))
+    r = scan(data, 5)
+    assert r["closed"] and r["close_frames"] == 1 and r["frames"] == 1
+
+
+def test_masked_server_frame_is_an_error():
+    r = scan(encode_frame(1, b"abc", mask=b"\x01\x02\x03\x04"))
+    assert r["closed"] and r["bad_frames"] == 1 and r["frames"] == 0
+
+
+# -- end to end against gogin -----------------------------------------------------------------
+
+COMMON = ["--target", "gogin", "--duration", "1.5", "--drain", "2", "--progress", "off",
+          "--size", "100"]
+
+
+def test_fanout_small_zero_loss(tmp_path):
+    out = tmp_path / "r.jsonl"
+    md = tmp_path / "r.md"
+    png = tmp_path / "r.png"
+    rc = bench_main(COMMON + ["--scenario", "fanout", "--subscribers", "50", "--rate", "100",
+                              "--json", str(out), "--markdown", str(md), "--plot", str(png)])
+    assert rc == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 1
+    r = rows[0]
+    assert r["loss"] == 0 and r["expected"] == r["received"] == 50 * r["publishes"] > 0
+    assert r["latency_samples"] == r["received"] and r["unstamped"] == 0
+    assert 0 < r["p50_ms"] <= r["p99_ms"] <= r["max_ms"] < 1000
+    assert r["server_cpu_pct"] is not None and r["client_cpu_pct"] is not None
+    assert r["server_rss_bytes"] > 0 and r["pass"]
+    assert "| gogin | 50 × 1 |" in md.read_text()
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_routing_sweep_ws_publisher(tmp_path):
+    out = tmp_path / "r.jsonl"
+    rc = bench_main(COMMON + ["--scenario", "routing", "--subscribers", "20", "--channels", "5",
+                              "--sweep", "50:100:2", "--publish", "ws", "--json", str(out)])
+    assert rc == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["rate_target"] for r in rows] == [50, 100]
+    assert all(r["loss"] == 0 and r["channels_short"] == 0 for r in rows)
+
+
+def test_killed_subscribers_fail_the_run(tmp_path):
+    out = tmp_path / "r.jsonl"
+    rc = bench_main(COMMON + ["--subscribers", "30", "--rate", "100", "--json", str(out),
+                              "--kill-subscribers", "3"])
+    assert rc == 1
+    r = json.loads(out.read_text().splitlines()[0])
+    assert r["loss"] > 0 and r["disconnects"] == 3 and not r["pass"]

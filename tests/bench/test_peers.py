@@ -1,0 +1,129 @@
+"""gogin-bench peer servers: each one starts, fans messages out byte-exact and in order, and
+stops.  websockets and picows are test dependencies and must be available; nginx+Nchan and
+Node.js are skipped (with the reason) only when their binaries are missing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+
+import aiohttp
+import pytest
+from websockets.asyncio.client import connect
+
+from gogin.bench.peers import PEERS, NchanPeer, NodeWsPeer, _nchan_module, _nginx_bin
+
+N_SUBS = 3
+N_MSGS = 5
+TIMEOUT = 5.0
+
+
+def _payload(i: int) -> bytes:
+    # ~100 B of text with a marker and non-ASCII UTF-8, as the load client sends.
+    return (f"#T{i:04d}:{1700000000123456789 + i}# caf\u00e9 \u2603 " + "x" * 60).encode()
+
+
+def _skip_reason(cls) -> str | None:
+    """Only a missing nginx/nchan or node binary may skip; anything else must work."""
+    if cls is NchanPeer and (_nginx_bin() is None or _nchan_module() is None):
+        return "missing"
+    if cls is NodeWsPeer and shutil.which("node") is None:
+        return "missing"
+    return None
+
+
+async def _publish(peer, channel: str, payloads: list[bytes]) -> None:
+    kind, url = peer.pub(channel)
+    if kind == "http":
+        async with aiohttp.ClientSession() as s:
+            for p in payloads:
+                async with s.post(url, data=p, headers={"Content-Type": "text/plain"}) as r:
+                    assert 200 <= r.status < 300, (r.status, await r.text())
+                    await r.read()
+    else:
+        assert kind == "ws", kind
+        async with connect(url, compression=None) as ws:
+            # Nchan answers each published message with a status frame: drain whatever comes.
+            drain = asyncio.ensure_future(_discard(ws))
+            for p in payloads:
+                await ws.send(p, text=True)
+            # let the server consume the messages before we close the publisher
+            await asyncio.sleep(0.2)
+            drain.cancel()
+
+
+async def _discard(ws) -> None:
+    async for _ in ws:
+        pass
+
+
+async def _drain(ws, n: int) -> list[bytes]:
+    got = []
+    while len(got) < n:
+        m = await ws.recv()
+        assert isinstance(m, str), f"expected a Text frame, got {m!r}"
+        got.append(m.encode())
+    return got
+
+
+CASES = {**{n: (c, {}) for n, c in PEERS.items()}, "nchan-ws-pub": (NchanPeer, {"pub_mode": "ws"})}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+async def test_peer_fanout(name):
+    cls, kwargs = CASES[name]
+    ok, reason = cls.available()
+    if not ok:
+        assert isinstance(reason, str) and reason.strip(), "available() must say why not"
+        if _skip_reason(cls):
+            pytest.skip(f"{name}: {reason}")
+        pytest.fail(f"{name} must be available here: {reason}")
+    assert cls.version()
+
+    peer = cls(**kwargs)
+    await asyncio.to_thread(peer.start, 0)
+    try:
+        assert peer.pid and peer.running
+        assert peer.pid in peer.pids()
+        url = peer.sub_url("c")
+        assert url.startswith("ws://127.0.0.1:") and url.endswith("/c")
+        subs = [await connect(url, compression=None) for _ in range(N_SUBS)]
+        try:
+            await asyncio.sleep(0.1)  # let the server register the subscriptions
+            payloads = [_payload(i) for i in range(N_MSGS)]
+            await _publish(peer, "c", payloads)
+            results = await asyncio.wait_for(
+                asyncio.gather(*(_drain(ws, N_MSGS) for ws in subs)), TIMEOUT)
+            for got in results:
+                assert got == payloads
+        finally:
+            for ws in subs:
+                await ws.close()
+    finally:
+        pid = peer.pid
+        await asyncio.to_thread(peer.stop)
+    assert peer.pid is None and not peer.running
+    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def test_not_started_and_context_manager():
+    peer = PEERS["websockets"]()
+    with pytest.raises(RuntimeError):
+        peer.sub_url("c")
+    with peer as p:
+        assert p.running
+        assert p.pub("c")[0] == "ws"
+    assert not peer.running
+
+
+def test_pinned_to_cpu():
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no sched_getaffinity")
+    cpu = max(os.sched_getaffinity(0))
+    peer = PEERS["picows"]()
+    peer.start(cpu=cpu)
+    try:
+        assert os.sched_getaffinity(peer.pid) == {cpu}
+    finally:
+        peer.stop()
