@@ -559,7 +559,10 @@ class StaticLocation(Location):
         if req.method not in ("GET", "HEAD"):
             raise HttpError(405, "Method not allowed.", [("Allow", "GET, HEAD")])
         root = os.path.realpath(self.cfg.root)
-        rel = self.tail(req.path) or "index.html"
+        rel = self.tail(req.path)
+        if not rel:     # a directory index (.htm too: the demo page is source, not built)
+            rel = next((n for n in ("index.html", "index.htm")
+                        if os.path.isfile(os.path.join(root, n))), "index.html")
         full = os.path.realpath(os.path.join(root, rel))
         if not full.startswith(root + os.sep) or not os.path.isfile(full):
             raise HttpError(404, "Not found.")

@@ -6,7 +6,7 @@ copy of the config whose auth callbacks point at it and which serves, in front o
 configured locations (gogin routes by longest prefix, so ``/`` only gets what nothing else
 matches):
 
-    /            gogin/demo/page/    (index.html, demo.css)
+    /            gogin/demo/page/    (index.htm, demo.css)
     /static/     gogin/static/       (gogin.js, the browser client)
     /_demo/      a temporary directory with config.json: {"main_server": "http://127.0.0.1:N",
                  ...} so the page (and tests) find the demo main server.
