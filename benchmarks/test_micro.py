@@ -11,7 +11,6 @@ Throughputs (frames/s, ns/op) are in each benchmark's ``extra_info`` (in --bench
 
 import gc
 import os
-import socket
 import sys
 import time
 

@@ -15,14 +15,14 @@ import os
 import re
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 from gogin._core import Opcode
 from gogin.auth import PublishRequest, SubscribeRequest
 from gogin.publish import (
-    DELETED_ID, DELETED_TEXT, GAP_TEXT, HttpError, channel_info, channel_info_of, check_channel_id,
-    check_subscription, group_info, is_text, parse_channel_path,
+    DELETED_TEXT, GAP_TEXT, HttpError, channel_info_of, check_channel_id,
+    check_subscription, is_text, parse_channel_path,
 )
 from gogin import stats
 

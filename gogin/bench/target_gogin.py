@@ -14,7 +14,6 @@ limits sized for benchmarks, and three locations of its own:
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -23,6 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import msgspec
 from urllib.parse import urlsplit
 
 HOST = "127.0.0.1"
@@ -34,16 +35,6 @@ def free_port(host: str = HOST) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
-
-
-def _toml(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)          # JSON string escapes are valid TOML basic strings
-    return "[" + ", ".join(_toml(x) for x in v) + "]"
 
 
 def bench_config(port: int, max_connections: int = 40000) -> str:
@@ -63,11 +54,7 @@ def bench_config(port: int, max_connections: int = 40000) -> str:
          "template": "~text~"},
         {"path": "/healthz", "role": "health", "public": True},
     ]
-    out = ["[server]"] + [f"{k} = {_toml(v)}" for k, v in server.items()]
-    out += ["", "[limits]"] + [f"{k} = {_toml(v)}" for k, v in limits.items()]
-    for loc in locs:
-        out += ["", "[[locations]]"] + [f"{k} = {_toml(v)}" for k, v in loc.items()]
-    return "\n".join(out) + "\n"
+    return msgspec.toml.encode({"server": server, "limits": limits, "locations": locs}).decode()
 
 
 def wait_port(host: str, port: int, timeout: float, proc=None) -> None:

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import aiohttp
 import msgspec
 import picows
 from aiohttp import web
@@ -38,33 +37,15 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 # -- TOML ------------------------------------------------------------------------------------
 
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)          # JSON string escapes are valid TOML basic strings
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(v)
-
-
 def render_toml(cfg: dict) -> str:
-    out = []
-    for key, value in cfg.items():
-        if not isinstance(value, (dict, list)) or (isinstance(value, list)
-                                                   and not all(isinstance(x, dict) for x in value)):
-            out.append(f"{key} = {_toml_value(value)}")
-    for key, value in cfg.items():
-        if isinstance(value, dict):
-            out.append(f"\n[{key}]")
-            out += [f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None]
-        elif isinstance(value, list) and value and all(isinstance(x, dict) for x in value):
-            for item in value:
-                out.append(f"\n[[{key}]]")
-                out += [f"{k} = {_toml_value(v)}" for k, v in item.items() if v is not None]
-    return "\n".join(out) + "\n"
+    """A config dict as TOML (msgspec's encoder; None values are left out)."""
+    def drop_none(v):
+        if isinstance(v, dict):
+            return {k: drop_none(x) for k, x in v.items() if x is not None}
+        if isinstance(v, list):
+            return [drop_none(x) for x in v]
+        return v
+    return msgspec.toml.encode(drop_none(cfg)).decode()
 
 
 def default_locations_plus(*extra: dict) -> list[dict]:

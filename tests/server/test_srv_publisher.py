@@ -6,7 +6,7 @@ import asyncio
 import re
 import socket
 
-from gogin_e2e import NO_CACHE, parse_default, publish, raw_request, recv, ws_connect
+from gogin_e2e import NO_CACHE, parse_default, publish, recv, ws_connect
 
 
 def info(ch, published, subscribers, stored=None) -> bytes:
