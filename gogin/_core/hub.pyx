@@ -63,6 +63,7 @@ cdef enum:
     ACCEPT_BATCH = 128         # accept() calls per listener readiness
     FIRED_MAX = 1024           # selector events handled per poll()
     PENDING_READ_MAX = 65536   # bytes buffered from a client while Python decides
+    PACE_MIN_NS = 200000       # a write pass cheaper than this (200 us) never delays the next
 
 
 class CoreError(Exception):
@@ -103,6 +104,12 @@ def build_head(int status, headers=(), Py_ssize_t content_length=-1, bint keep_a
         parts.append("Connection: close\r\n")
     parts.append("\r\n")
     return "".join(parts).encode("latin-1")
+
+
+cdef inline int64_t _monotonic_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
 
 
 cdef inline int64_t _monotonic_ms() noexcept nogil:
@@ -463,6 +470,9 @@ cdef class Hub:
     cdef int64_t _epoch_ms
     cdef int64_t _tick_ms
     cdef Frame *_close_going_away   # close 1001 frame used at shutdown
+    cdef double _pacing             # next write pass waits this many times the last one's cost
+    cdef int64_t _pace_until        # monotonic ns before which the dirty list waits
+    cdef object _pace_handle
     # limits (readonly for Python; set once in __init__)
     cdef readonly Py_ssize_t max_connections
     cdef readonly Py_ssize_t max_head_size
@@ -496,7 +506,7 @@ cdef class Hub:
                  Py_ssize_t max_message_size=1 << 20, Py_ssize_t max_backpressure=1 << 20,
                  str backpressure_policy="close", double header_timeout=10.0,
                  double keepalive_timeout=60.0, double linger=2.0, double tick=0.1,
-                 str backend=None):
+                 double flush_pacing=1.0, str backend=None):
         if backpressure_policy not in ("close", "drop"):
             raise ValueError("backpressure_policy must be 'close' or 'drop'")
         if tick <= 0 or tick > 10:
@@ -530,6 +540,10 @@ cdef class Hub:
         self.keepalive_timeout = keepalive_timeout
         self.linger = linger
         self.tick = tick
+        if flush_pacing < 0:
+            raise ValueError("flush_pacing must be >= 0")
+        self._pacing = flush_pacing
+        self._pace_until = 0
         self._fs.max_backpressure = max_backpressure
         self._fs.drop_policy = backpressure_policy == "drop"
         self._tick_ms = max(1, <int64_t>(tick * 1000))
@@ -625,6 +639,9 @@ cdef class Hub:
     def detach(self):
         if self._loop is None:
             return
+        if self._pace_handle is not None:
+            self._pace_handle.cancel()
+            self._pace_handle = None
         if self._tick_handle is not None:
             self._tick_handle.cancel()
             self._tick_handle = None
@@ -708,8 +725,13 @@ cdef class Hub:
 
     def flush(self):
         """End of a loop turn: parse pipelined bytes, finish post-publish work, write every
-        dirty connection once (one sendmsg each), then report closed connections."""
+        dirty connection once (one sendmsg each), then report closed connections.
+
+        Pacing: when the last write pass was expensive (many subscribers), the next one waits
+        `flush_pacing` times as long, so the publishes arriving meanwhile leave together, in one
+        sendmsg per connection, instead of one each.  Light load is never delayed."""
         cdef list closed
+        cdef bint waiting = False
         self._turn_scheduled = False
         for _ in range(8):            # bounded: callbacks below may create more work
             if self._resume != NULL:
@@ -717,8 +739,12 @@ cdef class Hub:
             if self._fs.post != NULL:
                 self._process_post()
             if self._fs.dirty != NULL:
-                self._flush_dirty()
-            if not self._closed:
+                if self._pace_wait():
+                    waiting = True
+                else:
+                    self._flush_dirty_timed()
+            # closed connections may still be on the dirty list: they go once it is written
+            if not self._closed or self._fs.dirty != NULL:
                 break
             closed = self._closed
             self._closed = []
@@ -730,8 +756,36 @@ cdef class Hub:
                     except Exception:
                         log.exception("on_close callback failed")
             closed = None             # the Connection objects may go now: no list holds them
+        if waiting:
+            return                    # the pacing timer runs the next turn
         if self._resume != NULL or self._fs.post != NULL or self._fs.dirty != NULL or self._closed:
             self._schedule_turn()
+
+    cdef bint _pace_wait(self):
+        cdef int64_t now
+        if self._pacing <= 0 or self._loop is None or self._closing or self._pace_until == 0:
+            return False
+        now = _monotonic_ns()
+        if now >= self._pace_until:
+            return False
+        if self._pace_handle is None:
+            self._pace_handle = self._loop.call_later((self._pace_until - now) / 1e9,
+                                                      self._on_pace)
+        return True
+
+    def _on_pace(self):
+        self._pace_handle = None
+        self.flush()
+
+    cdef void _flush_dirty_timed(self):
+        cdef int64_t t0 = _monotonic_ns()
+        cdef int64_t cost
+        self._flush_dirty()
+        cost = _monotonic_ns() - t0
+        if cost >= PACE_MIN_NS and self._pacing > 0:
+            self._pace_until = t0 + cost + <int64_t>(cost * self._pacing)
+        else:
+            self._pace_until = 0
 
     cdef void _flush_dirty(self):
         cdef Conn *c = self._fs.dirty
