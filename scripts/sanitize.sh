@@ -15,7 +15,7 @@ asan=$(gcc -print-file-name=libasan.so)
 ubsan=$(gcc -print-file-name=libubsan.so)
 export LD_PRELOAD="$asan:$ubsan"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:detect_stack_use_after_return=0"
-export LSAN_OPTIONS="suppressions=$top/scripts/lsan.supp:print_suppressions=0:fast_unwind_on_malloc=0:malloc_context_size=40"
+export LSAN_OPTIONS="suppressions=$top/scripts/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export PYTHONMALLOC=malloc      # every Python allocation visible to ASan
 export PYTHONPATH="$work"
