@@ -34,6 +34,8 @@ import statistics
 import sys
 import time
 
+from gogin.bench.cli import raise_nofile
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from gogin._core.hub import Hub  # noqa: E402
@@ -45,15 +47,7 @@ SOCKBUF = 1 << 20         # SO_SNDBUF / SO_RCVBUF asked for on each socketpair e
 def fd_budget(wanted):
     """How many socketpairs fit under RLIMIT_NOFILE (2 fds each).  Raises the soft limit to
     the hard one first.  Returns (count, message or None)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):
-            pass
-    if soft == resource.RLIM_INFINITY:
-        return wanted, None
+    soft = raise_nofile()          # the hard limit, or a large number when unlimited
     fit = max(0, (soft - FD_RESERVE) // 2)
     if wanted <= fit:
         return wanted, None

@@ -12,10 +12,8 @@ One process, one event loop (uvloop when installed).  SIGTERM/SIGINT stop it cle
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import signal
-import sys
 
 from websockets.asyncio.server import broadcast, serve
 
@@ -64,14 +62,6 @@ async def main(host: str, port: int) -> None:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
-    a = ap.parse_args()
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main(a.host, a.port))
-    else:
-        uvloop.run(main(a.host, a.port))
-    sys.exit(0)
+    from _run import run   # this folder: the script's own directory is on sys.path
+
+    run(main)
