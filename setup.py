@@ -63,7 +63,8 @@ def extensions():
         exts.append(Extension(
             f"gogin._core.{mod}", sources,
             depends=sorted(glob.glob(f"{CORE}/*.pxd") + glob.glob(f"{CORE}/native/*")
-                           + glob.glob(f"{CORE}/includes/*.pxd")),
+                           + glob.glob(f"{CORE}/includes/*.pxd")
+                           + glob.glob(f"{BENCH}/*.pxi")),
             include_dirs=[CORE, f"{CORE}/native"],
             define_macros=macros,
             extra_compile_args=cflags,
@@ -76,7 +77,8 @@ def extensions():
         exts.append(Extension(
             f"gogin.bench.{mod}", [f"{BENCH}/{mod}.pyx"],
             depends=sorted(glob.glob(f"{CORE}/selector.pxd") + glob.glob(f"{CORE}/native/*.h")
-                           + glob.glob(f"{CORE}/includes/*.pxd")),
+                           + glob.glob(f"{CORE}/includes/*.pxd")
+                           + glob.glob(f"{BENCH}/*.pxi")),
             include_dirs=[CORE, f"{CORE}/native"],
             define_macros=macros,
             extra_compile_args=cflags,

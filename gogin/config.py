@@ -41,6 +41,7 @@ class Server(_Section):
     shutdown_timeout: float = 5.0
     log_level: str = "info"
     tick: float = 0.1
+    flush_pacing: float = 1.0     # an expensive write pass delays the next by this x its cost
 
 
 class Limits(_Section):
@@ -144,6 +145,9 @@ class Config(_Section):
             "max_backpressure", "header_timeout", "keepalive_timeout", "max_channel_id_length",
             "max_number_of_channels")]
         positive += [("auth.timeout", self.auth.timeout)]
+        if not 0 <= self.server.flush_pacing <= 10:
+            raise ConfigError("server.flush_pacing: must be in [0, 10], not "
+                              f"{self.server.flush_pacing!r}")
         if self.server.tick > 10:
             raise ConfigError(f"server.tick: at most 10 seconds, not {self.server.tick!r}")
         for key, value in positive:

@@ -16,7 +16,9 @@ import re
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
+
+import msgspec
 
 from gogin._core import Opcode
 from gogin.auth import PublishRequest, SubscribeRequest
@@ -142,6 +144,12 @@ def websocket_key(req) -> Optional[str]:
 class PublisherLocation(Location):
     """PROTOCOL.md §2: POST/PUT publish, GET info, DELETE, and the publisher WebSocket."""
 
+    def __init__(self, server, cfg):
+        super().__init__(server, cfg)
+        # channel ids that passed check_channel_id (its rules depend only on the id and the
+        # limits, fixed while the server runs), bounded by CHECKED_IDS_MAX
+        self._checked_ids: set = set()
+
     def handle(self, conn, req):
         self.check_access(conn, req)
         key = websocket_key(req)
@@ -228,6 +236,18 @@ class PublisherLocation(Location):
         """Publisher WebSocket without ?id=: JSON {"id", "text", "event_id", "event_type"}
         objects (or arrays of them), published in order; errors answer {"error", "index"}."""
         try:
+            items = _decode_publish_items(data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            items = None
+        if items is not None:
+            # fast path: every item is well formed; only the channel rules are left to check
+            for i, item in enumerate(items):
+                err = self._publish_checked(item.id, item.text, item.event_id, item.event_type)
+                if err:
+                    conn.send(json.dumps({"error": err, "index": i}))
+            return
+        # slow path: find and report the bad items one by one
+        try:
             doc = json.loads(data)
         except ValueError:
             conn.send(json.dumps({"error": "message is not JSON", "index": 0}))
@@ -242,23 +262,53 @@ class PublisherLocation(Location):
         if not isinstance(item, dict):
             return "each message is a JSON object"
         ids = item.get("id")
+        text = item.get("text")
+        return self._publish_checked(ids, text, item.get("event_id"), item.get("event_type"))
+
+    def _publish_checked(self, ids, text, event_id, event_type) -> Optional[str]:
         names = [ids] if isinstance(ids, str) else ids
         if not names or not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             return "id must be a channel id or a list of them"
-        text = item.get("text")
         if not isinstance(text, str) or not text:
             return "text must be a non-empty string"
+        known = self._checked_ids
         try:
             for n in names:
-                check_channel_id(n, self.server.config.limits)
+                if n not in known:
+                    check_channel_id(n, self.server.config.limits)
+                    if len(known) >= CHECKED_IDS_MAX:
+                        known.clear()
+                    known.add(n)
         except HttpError as e:
             return e.explain
         if self.server.is_events_channel(names):
             return "Channel id not authorized for this method."
+        try:
+            payload = text.encode("utf-8")       # text from JSON: UTF-8, a text frame
+        except UnicodeEncodeError:               # a lone surrogate escape ("\ud800")
+            return "text is not valid Unicode"
         for n in names:
-            self.server.publish(n, text.encode("utf-8"), event_id=item.get("event_id"),
-                                event_type=item.get("event_type"))
+            self.server.publish(n, payload, event_id=event_id, event_type=event_type,
+                                binary=False)
         return None
+
+
+
+class PublishItem(msgspec.Struct, forbid_unknown_fields=False):
+    """One item of the multi-channel publisher WebSocket (PROTOCOL.md §2)."""
+    id: Union[str, list[str]]
+    text: str
+    event_id: Optional[str] = None
+    event_type: Optional[str] = None
+
+
+_item_decoder = msgspec.json.Decoder(Union[PublishItem, list[PublishItem]])
+CHECKED_IDS_MAX = 100_000
+
+
+def _decode_publish_items(data) -> list:
+    doc = _item_decoder.decode(data)
+    return doc if isinstance(doc, list) else [doc]
 
 
 class SubscriberLocation(Location):

@@ -39,7 +39,8 @@ class Server:
                        max_backpressure=lim.max_backpressure,
                        backpressure_policy=lim.backpressure_policy,
                        header_timeout=lim.header_timeout,
-                       keepalive_timeout=lim.keepalive_timeout, tick=s.tick)
+                       keepalive_timeout=lim.keepalive_timeout, tick=s.tick,
+                       flush_pacing=s.flush_pacing)
         self.hub.set_history(lim.max_messages_stored_per_channel, lim.message_ttl,
                              lim.max_stored_bytes)
         if auth is None:

@@ -6,6 +6,12 @@
 * ``ws://HOST:PORT/pub/<channel>``: publisher; each message it sends is published to the
   channel as is (raw bytes, Text frame): ``for t in subscribers: t.send(TEXT, payload)``.
   Nothing is sent back to the publisher.
+* ``ws://HOST:PORT/pub`` (or ``/pub/``): multi-channel JSON publisher, the format of gogin's
+  publisher WebSocket without ``?id=``: each message is ``{"id": "<channel>", "text": "<msg>"}``
+  or an array of such objects, published in order; ``id`` may be a list of channels.  Each
+  item's ``text`` is UTF-8 encoded once and sent with the same naive loop to each of its
+  channels.  An invalid item is skipped and answered with ``{"error": ..., "index": N}``;
+  nothing else is sent back.
 
 One process, one event loop (uvloop when installed).  SIGTERM/SIGINT stop it cleanly.
 """
@@ -13,6 +19,7 @@ One process, one event loop (uvloop when installed).  SIGTERM/SIGINT stop it cle
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 
 from picows import WSListener, WSMsgType, WSTransport, ws_create_server
@@ -60,9 +67,62 @@ class Publisher(WSListener):
             transport.disconnect()
 
 
+def _parse_item(item) -> tuple[str | None, list | None, bytes | None]:
+    """(error, channels, payload) of one JSON publish item."""
+    if not isinstance(item, dict):
+        return "each message is a JSON object", None, None
+    ids = item.get("id")
+    names = [ids] if isinstance(ids, str) else ids
+    if (not names or not isinstance(names, list)
+            or not all(isinstance(n, str) and n for n in names)):
+        return "id must be a channel id or a list of them", None, None
+    text = item.get("text")
+    if not isinstance(text, str) or not text:
+        return "text must be a non-empty string", None, None
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:   # lone surrogate escapes
+        return "text is not valid Unicode", None, None
+    return None, names, data
+
+
+def _error(transport: WSTransport, err: str, index: int) -> None:
+    transport.send(WSMsgType.TEXT, json.dumps({"error": err, "index": index}).encode())
+
+
+class JsonPublisher(WSListener):
+    """The multi-channel JSON publisher (``/pub``)."""
+
+    def on_ws_frame(self, transport: WSTransport, frame) -> None:
+        mt = frame.msg_type
+        if mt == WSMsgType.TEXT or mt == WSMsgType.BINARY:
+            # Messages are assumed unfragmented (small benchmark payloads).
+            try:
+                doc = json.loads(frame.get_payload_as_bytes())
+            except (ValueError, RecursionError):
+                _error(transport, "message is not JSON", 0)
+                return
+            items = doc if isinstance(doc, list) else (doc,)
+            for i, item in enumerate(items):
+                err, names, data = _parse_item(item)
+                if err is not None:
+                    _error(transport, err, i)
+                    continue
+                for name in names:
+                    subs = CHANNELS.get(name.encode("utf-8", "surrogatepass"))
+                    if subs:
+                        for t in subs:
+                            t.send(WSMsgType.TEXT, data)
+        elif mt == WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+
+
 def listener_factory(request):
     path = request.path.split(b"?", 1)[0]
     kind, _, channel = path.strip(b"/").partition(b"/")
+    if kind == b"pub" and not channel:
+        return JsonPublisher()
     if not channel or b"/" in channel:
         return None
     if kind == b"sub":

@@ -6,6 +6,12 @@
 * ``ws://HOST:PORT/pub/<channel>``: publisher; each message it sends is published to the
   channel as is (raw bytes, re-sent as a Text frame) with ``websockets.broadcast()``.
   Nothing is sent back to the publisher.
+* ``ws://HOST:PORT/pub`` (or ``/pub/``): multi-channel JSON publisher, the format of gogin's
+  publisher WebSocket without ``?id=``: each message is ``{"id": "<channel>", "text": "<msg>"}``
+  or an array of such objects, published in order; ``id`` may be a list of channels.  Each
+  item's ``text`` is UTF-8 encoded once and sent as a Text frame with ``broadcast()`` to each
+  of its channels.  An invalid item is skipped and answered with ``{"error": ..., "index": N}``;
+  nothing else is sent back.
 
 One process, one event loop (uvloop when installed).  SIGTERM/SIGINT stop it cleanly.
 """
@@ -13,6 +19,7 @@ One process, one event loop (uvloop when installed).  SIGTERM/SIGINT stop it cle
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 
 from websockets.asyncio.server import broadcast, serve
@@ -23,8 +30,11 @@ CHANNELS: dict[str, set] = {}
 async def handler(ws) -> None:
     path = ws.request.path.split("?", 1)[0]
     kind, _, channel = path.strip("/").partition("/")
+    if kind == "pub" and not channel:
+        await publish_json(ws)
+        return
     if not channel or "/" in channel or kind not in ("sub", "pub"):
-        await ws.close(1008, "use /sub/<channel> or /pub/<channel>")
+        await ws.close(1008, "use /sub/<channel>, /pub/<channel> or /pub")
         return
     if kind == "sub":
         subs = CHANNELS.setdefault(channel, set())
@@ -43,6 +53,49 @@ async def handler(ws) -> None:
             subs = CHANNELS.get(channel)
             if subs:
                 broadcast(subs, data, text=True)
+    except Exception:  # ConnectionClosed*
+        return
+
+
+def _parse_item(item) -> tuple[str | None, list | None, bytes | None]:
+    """(error, channels, payload) of one JSON publish item."""
+    if not isinstance(item, dict):
+        return "each message is a JSON object", None, None
+    ids = item.get("id")
+    names = [ids] if isinstance(ids, str) else ids
+    if (not names or not isinstance(names, list)
+            or not all(isinstance(n, str) and n for n in names)):
+        return "id must be a channel id or a list of them", None, None
+    text = item.get("text")
+    if not isinstance(text, str) or not text:
+        return "text must be a non-empty string", None, None
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:   # lone surrogate escapes
+        return "text is not valid Unicode", None, None
+    return None, names, data
+
+
+async def publish_json(ws) -> None:
+    """The multi-channel JSON publisher (``/pub``)."""
+    try:
+        while True:
+            msg = await ws.recv(decode=False)
+            try:
+                doc = json.loads(msg)
+            except (ValueError, RecursionError):
+                await ws.send(json.dumps({"error": "message is not JSON", "index": 0}))
+                continue
+            items = doc if isinstance(doc, list) else (doc,)
+            for i, item in enumerate(items):
+                err, names, data = _parse_item(item)
+                if err is not None:
+                    await ws.send(json.dumps({"error": err, "index": i}))
+                    continue
+                for name in names:
+                    subs = CHANNELS.get(name)
+                    if subs:
+                        broadcast(subs, data, text=True)
     except Exception:  # ConnectionClosed*
         return
 

@@ -64,6 +64,8 @@ cdef enum:
     FIRED_MAX = 1024           # selector events handled per poll()
     PENDING_READ_MAX = 65536   # bytes buffered from a client while Python decides
     PACE_MIN_NS = 200000       # a write pass cheaper than this (200 us) never delays the next
+    PACE_BATCH = 16            # frames per sendmsg from which waiting gains nothing more
+    PACE_MAX_NS = 5000000      # the longest pacing wait (5 ms): a bound on the added latency
 
 
 class CoreError(Exception):
@@ -780,10 +782,19 @@ cdef class Hub:
     cdef void _flush_dirty_timed(self):
         cdef int64_t t0 = _monotonic_ns()
         cdef int64_t cost
+        cdef int64_t frames0 = self._fs.delivered_frames, writes0 = self._fs.writes
+        cdef int64_t frames, writes
         self._flush_dirty()
         cost = _monotonic_ns() - t0
-        if cost >= PACE_MIN_NS and self._pacing > 0:
-            self._pace_until = t0 + cost + <int64_t>(cost * self._pacing)
+        frames = self._fs.delivered_frames - frames0
+        writes = self._fs.writes - writes0
+        # Wait only while the writes are dominated by their fixed cost (few frames each): a
+        # pass that already carried PACE_BATCH frames per sendmsg gains nothing from waiting,
+        # and waiting then would leave the core idle while the backlog grows.
+        if cost >= PACE_MIN_NS and self._pacing > 0 and frames < PACE_BATCH * writes:
+            # capped: with many connections a pass costs tens of ms, and waiting as long
+            # again would add that much latency for little gain
+            self._pace_until = t0 + cost + min(<int64_t>(cost * self._pacing), PACE_MAX_NS)
         else:
             self._pace_until = 0
 

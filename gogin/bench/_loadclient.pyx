@@ -15,8 +15,8 @@ fixed - and records now - stamp into a log-bucketed histogram (32 sub-buckets pe
 
 cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
-from libc.string cimport memcpy, memchr, memcmp, memset
-from libc.stdlib cimport malloc, calloc, free
+from libc.string cimport memcpy, memchr, memcmp, memset, memmove, strlen
+from libc.stdlib cimport malloc, calloc, realloc, free, strtoull
 from libc.errno cimport errno, EINPROGRESS, EINTR
 from posix.unistd cimport close as c_close
 
@@ -34,6 +34,13 @@ cdef extern from "<sys/socket.h>" nogil:
     enum:
         SOCK_STREAM
         SO_RCVBUF
+
+cdef extern from "<time.h>" nogil:
+    int nanosleep(const timespec *req, timespec *rem)
+
+cdef extern from "<string.h>" nogil:
+    void *memmem(const void *h, size_t hl, const void *n, size_t nl)
+    char *strcasestr(const char *h, const char *n)
 
 cdef extern from "<netinet/in.h>" nogil:
     enum:
@@ -75,6 +82,8 @@ cdef enum:
     HEAD_MAX = 4096     # largest handshake answer head accepted
 
 MARKER = b"@gb:"
+
+include "_publisher.pxi"
 
 
 cdef struct Conn:
@@ -441,8 +450,9 @@ cdef class LoadClient:
     cdef int _nchannels
     cdef uint64_t _first_fail_errno
     cdef bytes _fail_reason
-    cdef int *_fdmap            # fd -> connection index (fds are small integers), -1: none
-    cdef int _fdmap_len
+    cdef int *_fdmap            # fd -> connection index (fds are small integers), -1: none,
+    cdef int _fdmap_len         # <= -2: publisher connection -2 - value
+    cdef PubState *_pub         # the C publisher (pub_attach), or NULL
 
     def __cinit__(self, host, int port, requests, channels=None, int sources=1,
                   int max_inflight=512):
@@ -489,6 +499,7 @@ cdef class LoadClient:
         free(self._st)
         free(self._buf)
         free(self._fdmap)
+        self._pub_free()
 
     # -- connection state machine (nogil) ----------------------------------------------------
 
@@ -610,9 +621,15 @@ cdef class LoadClient:
                 return
 
     cdef int _loop_once(self, int timeout_ms) noexcept nogil:
-        cdef int k, i, fd, mask
+        cdef int k, i, fd, mask, idx, t
         cdef Conn *c
+        cdef PubConn *pc
         cdef gg_fired *fired = self._selector._fired
+        cdef PubState *p = self._pub
+        if p is not NULL and p.active:
+            t = pub_tick(p, now_ns(), self._selector._sel, <_ctl_fn>self._selector._ops.mod)
+            if t < timeout_ms:
+                timeout_ms = t
         k = (<_poll_fn>self._selector._ops.poll)(self._selector._sel, fired,
                                                   self._selector._maxfired, timeout_ms)
         if k < 0:
@@ -620,6 +637,21 @@ cdef class LoadClient:
         for i in range(k):
             fd = fired[i].fd
             mask = fired[i].mask
+            if fd < 0 or fd >= self._fdmap_len:
+                continue
+            idx = self._fdmap[fd]
+            if idx <= -2:
+                # a publisher connection
+                if p is NULL or -2 - idx >= p.nconns:
+                    continue
+                pc = &p.conns[-2 - idx]
+                if pc.dead or pc.fd != fd:
+                    continue
+                if mask & GG_READABLE:
+                    pub_readable(p, pc, self._buf, RECV_BUF)
+                if not pc.dead and mask & GG_WRITABLE:
+                    pub_flush(p, pc, self._selector._sel, <_ctl_fn>self._selector._ops.mod)
+                continue
             c = self._by_fd(fd)
             if c is NULL:
                 continue
@@ -685,16 +717,173 @@ cdef class LoadClient:
                 c.req = NULL
         return self.opened, self.failed, (now_ns() - t0) / 1e9
 
-    def run(self, double max_seconds=1e9):
-        """The receive loop: runs with the GIL released until stop() (or max_seconds)."""
+    def run(self, double max_seconds=1e9, double min_pass_ms=0.0):
+        """The receive loop: runs with the GIL released until stop() (or max_seconds).
+
+        min_pass_ms: a loop pass that found events is followed by a sleep up to that many ms
+        since it began.  Bytes then pile up in the socket buffers and one recv() takes many
+        frames: on loopback a recv() costs microseconds of kernel time (the ACK it sends runs
+        the server side's receive path too), so reading every frame as it comes would make
+        the client, not the server, the limit.  The cost: up to min_pass_ms of added
+        latency, and the publisher's messages leave in bursts of one pass."""
         cdef uint64_t deadline = now_ns() + <uint64_t>(max_seconds * 1e9)
+        cdef uint64_t pass_ns = <uint64_t>(min_pass_ms * 1e6) if min_pass_ms > 0 else 0
+        cdef uint64_t t_pass, spent
+        cdef int k
+        cdef timespec ts
         self._stop = 0
         with nogil:
-            while not self._stop and now_ns() < deadline:
-                self._loop_once(20)
+            while not self._stop:
+                t_pass = now_ns()
+                if t_pass >= deadline:
+                    break
+                k = self._loop_once(20)
+                if pass_ns and k > 0:
+                    spent = now_ns() - t_pass
+                    if spent < pass_ns:
+                        ts.tv_sec = 0
+                        ts.tv_nsec = <long>(pass_ns - spent)
+                        nanosleep(&ts, NULL)
 
     def stop(self):
         self._stop = 1
+
+    # -- the C publisher (_publisher.pxi) ----------------------------------------------------
+
+    def pub_attach(self, kind, fds, prefixes, int size, int window=64):
+        """Hand connected publisher sockets to the loop (before run() starts).
+
+        kind: "ws" (fds[i] publishes to channel i, raw frames), "ws-json" (fds[0] is a
+        multi-channel JSON publisher; prefixes[i] = b'{"id":"<channel i>","text":"'), or
+        "http" (keep-alive connections; prefixes[i] = the POST head of channel i up to and
+        including "Content-Length: ").  The client owns the fds from now on."""
+        cdef int i, n = len(fds), nch
+        cdef PubState *p
+        cdef bytes b
+        if self._pub is not NULL:
+            raise RuntimeError("a publisher is attached already")
+        kinds = {"http": PK_HTTP, "ws": PK_WS, "ws-json": PK_WS_JSON}
+        if kind not in kinds or n < 1:
+            raise ValueError(f"bad publisher kind {kind!r} or no connection")
+        nch = len(prefixes) if kind != "ws" else n
+        if nch < 1:
+            raise ValueError("no channel")
+        self._ensure_fdmap()
+        p = <PubState *>calloc(1, sizeof(PubState))
+        if p is NULL:
+            raise MemoryError()
+        self._pub = p
+        p.kind = kinds[kind]
+        p.sel = self._selector._sel
+        p.sel_remove = <_rm_fn>self._selector._ops.remove
+        p.size = max(20, size)
+        p.window = max(1, window)
+        p.nch = nch
+        p.nconns = n
+        p.conns = <PubConn *>calloc(n, sizeof(PubConn))
+        p.per_ch = <uint64_t *>calloc(nch, sizeof(uint64_t))
+        p.ch_prefix = <char **>calloc(nch, sizeof(char *))
+        p.ch_prefix_len = <int *>calloc(nch, sizeof(int))
+        p.scratch = <char *>malloc(JSON_BATCH_MAX + 64)
+        if (p.conns is NULL or p.per_ch is NULL or p.ch_prefix is NULL
+                or p.ch_prefix_len is NULL or p.scratch is NULL):
+            raise MemoryError()
+        if kind != "ws":
+            for i in range(nch):
+                b = bytes(prefixes[i])
+                if kind == "ws-json" and len(b) + p.size + 32 > JSON_BATCH_MAX:
+                    raise ValueError("JSON publish item too large")
+                p.ch_prefix[i] = <char *>malloc(max(1, len(b)))
+                if p.ch_prefix[i] is NULL:
+                    raise MemoryError()
+                memcpy(p.ch_prefix[i], <char *>b, len(b))
+                p.ch_prefix_len[i] = len(b)
+        for i in range(n):
+            p.conns[i].fd = -1
+            p.conns[i].fifo = <int *>calloc(p.window, sizeof(int))
+            if p.conns[i].fifo is NULL:
+                raise MemoryError()
+        for i in range(n):
+            fd = int(fds[i])
+            if fd < 0 or fd >= self._fdmap_len:
+                raise ValueError(f"publisher fd {fd} out of range")
+            self._selector.add(fd, GG_READABLE)
+            p.conns[i].fd = fd
+            self._fdmap[fd] = -2 - i
+
+    cdef void _pub_free(self):
+        cdef int i
+        cdef PubState *p = self._pub
+        if p is NULL:
+            return
+        self._pub = NULL
+        if p.conns is not NULL:
+            for i in range(p.nconns):
+                if p.conns[i].fd >= 0:
+                    c_close(p.conns[i].fd)
+                free(p.conns[i].out)
+                free(p.conns[i].fifo)
+            free(p.conns)
+        if p.ch_prefix is not NULL:
+            for i in range(p.nch):
+                free(p.ch_prefix[i])
+            free(p.ch_prefix)
+        free(p.ch_prefix_len)
+        free(p.per_ch)
+        free(p.scratch)
+        free(p)
+
+    def pub_start(self, double rate, double duration, count=None):
+        """Start a step: message k is due at now + k / rate, none at or after `duration`
+        (or exactly `count` messages).  run() must be running (or be called) to send them."""
+        cdef PubState *p = self._pub
+        if p is NULL:
+            raise RuntimeError("no publisher attached")
+        if p.active:
+            raise RuntimeError("a publish step is running")
+        if rate <= 0:
+            raise ValueError("rate must be > 0")
+        memset(p.per_ch, 0, p.nch * sizeof(uint64_t))
+        p.rate = rate
+        p.k = 0
+        p.sent = p.acked = p.errors = 0
+        p.err_len = 0
+        p.count = <uint64_t>count if count is not None else 0
+        p.done = 0
+        p.t0 = now_ns()
+        p.end = p.t0 + <uint64_t>(duration * 1e9)
+        p.t_done = 0
+        gg_fence()
+        p.active = 1
+
+    def pub_result(self):
+        """None while the step runs; then {sent, acked, errors, seconds, per_channel, error}."""
+        cdef PubState *p = self._pub
+        cdef int i
+        if p is NULL:
+            raise RuntimeError("no publisher attached")
+        if not p.done:
+            return None
+        gg_fence()
+        return {"sent": p.sent, "acked": p.acked, "errors": p.errors,
+                "seconds": (p.t_done - p.t0) / 1e9,
+                "per_channel": [p.per_ch[i] for i in range(p.nch)],
+                "error": p.err[:p.err_len].decode("utf-8", "replace")}
+
+    def pub_progress(self):
+        """Messages queued so far in the current step (a snapshot)."""
+        return 0 if self._pub is NULL else self._pub.sent
+
+    def pub_live(self):
+        """Publisher connections still open."""
+        cdef int i, k = 0
+        if self._pub is NULL:
+            return 0
+        for i in range(self._pub.nconns):
+            if not self._pub.conns[i].dead:
+                k += 1
+        return k
+
 
     def kill(self, int count):
         """shutdown() the first `count` open connections (tests: forced loss).  Safe while

@@ -27,9 +27,12 @@ import time
 
 PRESETS = {
     # name: subscribers, channels, size, sweep (publishes/s), criterion
-    "fanout": dict(subscribers=1000, channels=1, size=100, sweep="500:3000:6"),
-    "wide": dict(subscribers=10000, channels=1, size=100, sweep="50:300:6"),
-    "routing": dict(subscribers=10000, channels=10000, size=100, sweep="2000:12000:6"),
+    "fanout": dict(subscribers=1000, channels=1, size=100,
+                   sweep="25,50,100,200,400,1000,2000,4000,6000,8000,10000,12000"),
+    "wide": dict(subscribers=10000, channels=1, size=100,
+                 sweep="5,10,20,40,100,200,400,600,800,1000,1200"),
+    "routing": dict(subscribers=10000, channels=10000, size=100,
+                    sweep="5000,10000,20000,40000,60000,80000,100000,150000,200000"),
     "capacity": dict(subscribers=0, channels=1, size=100, sweep="1"),   # 0: up to the fd limit
 }
 P99_LIMIT_MS = 100.0         # a step "passes" with zero loss and p99 below this
@@ -134,6 +137,8 @@ def handshake(url: str) -> tuple[str, int, bytes]:
 def parse_rates(a) -> list[float]:
     if a.rate is not None:
         return [float(a.rate)]
+    if "," in a.sweep:
+        return [float(x) for x in a.sweep.split(",") if x.strip()]
     parts = a.sweep.split(":")
     if len(parts) == 1:
         return [float(parts[0])]
@@ -174,11 +179,12 @@ async def _progress_task(prog: Progress, client, label: str, t0: float, total: f
         bar = "#" * int(frac * 20)
         pub = res_ref.get("pub")
         prog.show(f"{label} [{bar:<20}] {now - t0:5.1f}s  recv {f:,} ({rate:,.0f}/s)"
-                  + (f"  pub {pub.acked:,}" if pub else ""))
+                  + f"  pub {pub.acked if pub else client.pub_progress():,}")
 
 
-async def run_step(a, client, publisher, rate: float, pids, prog: Progress, step_no: int,
+async def run_step(a, client, rate: float, pids, prog: Progress, step_no: int,
                    nsteps: int, count: int | None = None) -> dict:
+    from gogin.bench.publisher import result as pub_result
     open_per_ch = client.open_per_channel()
     recv_ch0 = client.per_channel_frames()
     st0 = client.stats()
@@ -190,7 +196,16 @@ async def run_step(a, client, publisher, rate: float, pids, prog: Progress, step
     ptask = asyncio.ensure_future(
         _progress_task(prog, client, label, t0, a.duration + a.drain, ref))
     try:
-        res = await publisher.run(rate, a.duration, a.size, count=count)
+        client.pub_start(rate, a.duration, count)
+        # the C publisher runs in the receive loop's thread; the step ends when every due
+        # message is acknowledged (or a publisher connection broke)
+        limit = t0 + a.duration + a.drain + 60.0
+        while (d := client.pub_result()) is None:
+            if time.monotonic() > limit:
+                raise SystemExit("gogin-bench: the publisher did not finish its step "
+                                 f"(queued {client.pub_progress():,} messages)")
+            await asyncio.sleep(0.01)
+        res = pub_result(d)
         ref["pub"] = res
         t_pub = time.monotonic()
         expected = sum(n * o for n, o in zip(res.per_channel, open_per_ch))
@@ -221,6 +236,7 @@ async def run_step(a, client, publisher, rate: float, pids, prog: Progress, step
         "publishes": res.acked,
         "publish_errors": res.errors,
         "publish_error": res.last_error or None,
+        "publisher": a.pub_kind,
         "publishes_per_s": res.acked / res.seconds if res.seconds > 0 else None,
         "publish_seconds": res.seconds,
         "expected": expected,
@@ -247,6 +263,26 @@ async def run_step(a, client, publisher, rate: float, pids, prog: Progress, step
     return row
 
 
+def choose_publisher(a, target, names: list[str]) -> tuple[str, list[str]]:
+    """The publisher kind and URLs for this target: --publish, or (auto) a WebSocket per
+    channel for one channel, the multi-channel JSON publisher for many (HTTP where the target
+    has none)."""
+    want = a.publish
+    multi = target.pub_multi() if hasattr(target, "pub_multi") else None
+    if want == "auto":
+        want = "ws" if len(names) == 1 else ("ws-json" if multi else "http")
+    if want == "ws-json":
+        if not multi:
+            raise SystemExit(f"gogin-bench: {target.name} has no multi-channel JSON publisher")
+        return "ws-json", [multi[1]]
+    urls = [target.pub(n) for n in names]
+    if want == "ws" and urls[0][0] != "ws":
+        want = "http"               # a target without a WebSocket publisher (an URL target)
+    if want == "http" and urls[0][0] != "http":
+        raise SystemExit(f"gogin-bench: {target.name} has no HTTP publisher")
+    return want, [u for _, u in urls]
+
+
 def pin_self(cpu) -> None:
     if cpu is not None:
         os.sched_setaffinity(0, {int(cpu)})
@@ -254,7 +290,7 @@ def pin_self(cpu) -> None:
 
 async def bench_target(a, spec: str, rates: list[float], prog: Progress) -> tuple[dict, list]:
     from gogin.bench._loadclient import LoadClient
-    from gogin.bench.publisher import make_publisher
+    from gogin.bench.publisher import attach_publisher
 
     nofile = raise_nofile()
     subs = a.subscribers
@@ -264,14 +300,17 @@ async def bench_target(a, spec: str, rates: list[float], prog: Progress) -> tupl
         raise SystemExit(f"gogin-bench: {subs} subscribers need more than RLIMIT_NOFILE "
                          f"{nofile} - {FD_RESERVE} fds")
     channels = max(1, min(a.channels, subs))
-    target = make_target(spec, a.publish)
+    # a WebSocket per channel for one channel; for many, the target's own publisher connection
+    # of the multi-channel kind (or HTTP, which addresses any channel)
+    pub_mode = "ws" if a.publish == "ws" or (a.publish == "auto" and a.channels == 1) else "http"
+    target = make_target(spec, pub_mode)
     target.start(a.server_cpu)
     pids = target_pids(target)
     info = {"target": spec, "scenario": a.scenario, "subscribers": subs, "channels": channels,
             "size": a.size, "duration": a.duration, "publish": a.publish,
             "server_cpu": a.server_cpu, "client_cpu": a.client_cpu,
             "python": platform.python_version(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    client = thread = publisher = None
+    client = thread = None
     rows: list = []
     try:
         names = [f"{a.channel_prefix}{c}" for c in range(channels)]
@@ -298,17 +337,20 @@ async def bench_target(a, spec: str, rates: list[float], prog: Progress) -> tupl
             print(f"gogin-bench: {failed} of {subs} subscriber connections failed "
                   f"(first errno {client.first_error})", file=sys.stderr)
         await asyncio.sleep(a.settle)
-        thread = threading.Thread(target=client.run, name="gogin-bench-recv", daemon=True)
+        kind, urls = choose_publisher(a, target, names)
+        a.pub_kind = kind
+        info["publish"] = kind
+        attach_publisher(client, kind, urls, a.size, a.pub_connections, a.pub_window, names)
+        thread = threading.Thread(target=client.run, args=(1e9, a.client_pass_ms),
+                                  name="gogin-bench-recv", daemon=True)
         thread.start()
-        kind, _ = target.pub(names[0])
-        publisher = make_publisher(kind, [target.pub(n)[1] for n in names], a.pub_connections)
-        await publisher.open()
+        failing = 0
         for i, rate in enumerate(rates):
             count = 1 if a.scenario == "capacity" else None
             if a.kill_subscribers and i == 0:
                 asyncio.get_running_loop().call_later(
                     a.duration / 2, client.kill, a.kill_subscribers)
-            row = await run_step(a, client, publisher, rate, pids, prog, i + 1, len(rates),
+            row = await run_step(a, client, rate, pids, prog, i + 1, len(rates),
                                  count=count)
             row.update({k: info[k] for k in ("target", "scenario", "subscribers", "channels",
                                              "size")})
@@ -323,10 +365,13 @@ async def bench_target(a, spec: str, rates: list[float], prog: Progress) -> tupl
             if a.json:
                 with open(a.json, "a") as fh:
                     fh.write(json.dumps(row) + "\n")
+            failing = failing + 1 if not row["pass"] else 0
+            if a.stop_after and failing >= a.stop_after and i + 1 < len(rates):
+                print(f"  {spec}: {failing} failing step(s) in a row: higher rates skipped",
+                      file=sys.stderr)
+                break
     finally:
         prog.done()
-        if publisher is not None:
-            await publisher.close()
         if client is not None:
             client.stop()
             if thread is not None:
@@ -393,14 +438,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subscribers", type=int, help="subscriber connections (preset default)")
     p.add_argument("--channels", type=int, help="channels the subscribers spread over")
     p.add_argument("--rate", type=float, help="publishes/s (one step)")
-    p.add_argument("--sweep", help="A:B:STEPS publish rates (linear)")
+    p.add_argument("--sweep", help="publish rates: A:B:STEPS (linear) or a list R1,R2,...")
+    p.add_argument("--stop-after", type=int, default=0, metavar="N",
+                   help="end a target's sweep after N failing steps in a row (0: never)")
     p.add_argument("--duration", type=float, default=5.0, help="publish seconds per step")
     p.add_argument("--drain", type=float, default=3.0,
                    help="seconds to wait for stragglers after the publish phase")
     p.add_argument("--size", type=int, help="payload bytes (>= 20)")
-    p.add_argument("--publish", choices=["http", "ws"], default="http",
-                   help="publisher: HTTP keep-alive POST or a WebSocket (where the target has one)")
-    p.add_argument("--pub-connections", type=int, default=16, help="HTTP publisher connections")
+    p.add_argument("--publish", choices=["auto", "http", "ws", "ws-json"], default="auto",
+                   help="publisher: HTTP keep-alive POSTs (pipelined), a WebSocket per channel, "
+                        "or one multi-channel JSON WebSocket; auto: ws for one channel, ws-json "
+                        "(else http) for several")
+    p.add_argument("--pub-connections", type=int, default=4, help="HTTP publisher connections")
+    p.add_argument("--pub-window", type=int, default=32,
+                   help="pipelined HTTP publishes in flight per connection")
+    p.add_argument("--client-pass-ms", type=float, default=2.0,
+                   help="the load client's shortest loop pass (ms): bytes pile up between "
+                        "passes so one recv() takes many frames")
     p.add_argument("--server-cpu", type=int, help="pin the started server to this CPU")
     p.add_argument("--client-cpu", type=int, help="pin this process to this CPU")
     p.add_argument("--sources", type=int, default=0,

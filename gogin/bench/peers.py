@@ -7,7 +7,14 @@ core with ``taskset -c CPU``, and exposes the same surface as the gogin target:
   frame payload is a published message, byte-exact, as a Text frame);
 * ``pub(channel)``: ``("ws", url)``, a publisher WebSocket where each message is published to
   the channel, or ``("http", url)``, an HTTP POST endpoint (keep-alive) whose body is the
-  message.
+  message;
+* ``pub_multi()``: ``("ws-json", "ws://127.0.0.1:PORT/pub")``, one publisher WebSocket for
+  any number of channels (the "1:1 routing" workload), in the format of gogin's publisher
+  WebSocket without ``?id=``: each message is ``{"id": "<channel>", "text": "<message>"}`` or a
+  JSON array of such objects, published in order (``id`` may also be a list of channels;
+  ``text`` reaches subscribers UTF-8 encoded, as a Text frame).  ``None`` when the peer has
+  no such endpoint: Nchan, where routing publishes each message with an HTTP POST to
+  ``pub(channel)``.
 
 Peers (``PEERS``): ``websockets`` (``broadcast()``), ``picows`` (naive send loop),
 ``nchan`` (nginx + Nchan, one worker) and ``node-ws`` (Node.js ``ws``, naive send loop).  The
@@ -20,7 +27,10 @@ Quirks the load client must know:
   Binary frames (payload still byte-exact).  With ``NchanPeer(pub_mode="ws")`` publishing is
   over a WebSocket instead, and Nchan answers *every* published message with a Text frame of
   channel info on the publisher connection: the client must read and discard those.
-* the three other peers send nothing back on a publisher connection.
+* the three other peers send nothing back on a publisher connection, except on the
+  ``pub_multi()`` one: an invalid JSON message or item is skipped and answered with a Text
+  frame ``{"error": "...", "index": N}`` (as gogin does); a load client that sends only
+  valid items may ignore that connection's input.
 * the nginx peer is two processes (an idle master and the one worker); ``pids()`` lists both.
 """
 
@@ -236,6 +246,12 @@ class Peer:
             return ("http", f"http://{self.host}:{port}/pub/{channel}")
         return ("ws", f"ws://{self.host}:{port}/pub/{channel}")
 
+    def pub_multi(self) -> tuple[str, str] | None:
+        """``("ws-json", url)``: the multi-channel JSON publisher WebSocket (see the module
+        docstring), or ``None`` when the peer has none (then publish per channel with
+        ``pub(channel)``)."""
+        return ("ws-json", f"ws://{self.host}:{self._need_port()}/pub")
+
 
 # ---------------------------------------------------------------------------------------
 class _PythonPeer(Peer):
@@ -404,6 +420,12 @@ class NchanPeer(Peer):
     def _command(self, tmpdir: Path) -> list[str]:
         conf = self._render(tmpdir, self.port, _nchan_module())
         return [_nginx_bin(), "-c", str(conf), "-p", str(tmpdir), "-e", str(tmpdir / "error.log")]
+
+    def pub_multi(self) -> tuple[str, str] | None:
+        """``None``: Nchan has no multi-channel JSON publisher.  Routing to many channels
+        (the "1:1 routing" workload) publishes each message with an HTTP POST to
+        ``pub(channel)`` of its channel (keep-alive connections)."""
+        return None
 
     def _extra_log(self) -> Path | None:
         return Path(self._tmp.name) / "error.log" if self._tmp is not None else None

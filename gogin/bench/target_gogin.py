@@ -4,10 +4,9 @@
 limits sized for benchmarks, and three locations of its own:
 
 * ``/bws/<channel>``: WebSocket subscriber, raw ``~text~`` template (frame payload = message);
-* ``/bpub?id=<channel>``: HTTP publisher, no channel info in the answer (200, empty body);
-* ``/bwspub/<channel>``: WebSocket publisher (``client_publish = "open"``): each message the
-  client sends is published to the channel.  The connection is itself subscribed to the
-  channel, so it receives every message back: the publisher reads and discards them.
+* ``/bpub?id=<channel>``: HTTP publisher, no channel info in the answer (200, empty body); a
+  WebSocket upgrade there is a publishing stream to that channel (the core publishes each
+  frame without calling Python), and without ``?id=`` a multi-channel JSON publisher.
 
 ``UrlTarget`` points at a gogin (or push-stream compatible) server that is already running.
 """
@@ -39,7 +38,8 @@ def free_port(host: str = HOST) -> int:
 
 def bench_config(port: int, max_connections: int = 40000) -> str:
     server = {"listen": [f"{HOST}:{port}"], "backlog": 4096, "max_connections": max_connections,
-              "log_level": "warning", "allowed_networks": ["127.0.0.0/8"]}
+              "log_level": "warning", "allowed_networks": ["127.0.0.0/8"],
+              "flush_pacing": float(os.environ.get("GOGIN_BENCH_PACING", "1.0"))}
     limits = {"max_backpressure": 16 << 20, "max_messages_stored_per_channel": 0,
               "channel_inactivity_time": 3600.0, "header_timeout": 60.0,
               "max_body_size": 1 << 20, "max_message_size": 1 << 20}
@@ -48,8 +48,6 @@ def bench_config(port: int, max_connections: int = 40000) -> str:
          "channel_info_on_publish": False},
         {"path": "/bws/", "role": "subscriber", "mode": "websocket", "channels": "path",
          "template": "~text~"},
-        {"path": "/bwspub/", "role": "subscriber", "mode": "websocket", "channels": "path",
-         "template": "~text~", "client_publish": "open"},
         {"path": "/bev/", "role": "subscriber", "mode": "eventsource", "channels": "path",
          "template": "~text~"},
         {"path": "/healthz", "role": "health", "public": True},
@@ -148,8 +146,13 @@ class GoginTarget:
 
     def pub(self, channel: str) -> tuple[str, str]:
         if self.pub_mode == "ws":
-            return "ws", f"ws://{HOST}:{self.port}/bwspub/{channel}"
+            # the publisher location's WebSocket: the core publishes each frame itself
+            return "ws", f"ws://{HOST}:{self.port}/bpub?id={channel}"
         return "http", f"http://{HOST}:{self.port}/bpub?id={channel}"
+
+    def pub_multi(self) -> tuple[str, str]:
+        """The publisher location's WebSocket without ?id=: JSON {"id", "text"} items."""
+        return "ws-json", f"ws://{HOST}:{self.port}/bpub"
 
 
 class UrlTarget:
@@ -190,3 +193,6 @@ class UrlTarget:
 
     def pub(self, channel: str) -> tuple[str, str]:
         return "http", f"http://{self.host}:{self.port}{self.pub_path.format(channel=channel)}"
+
+    def pub_multi(self) -> None:
+        return None

@@ -129,14 +129,42 @@ def test_fanout_small_zero_loss(tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_routing_sweep_ws_publisher(tmp_path):
+@pytest.mark.parametrize("publish", ["ws", "ws-json", "http"])
+def test_routing_sweep_each_publisher(tmp_path, publish):
+    """Every kind of the C publisher: per-channel WebSockets, one multi-channel JSON
+    WebSocket, pipelined HTTP; every channel gets exactly its round-robin share."""
     out = tmp_path / "r.jsonl"
     rc = bench_main(COMMON + ["--scenario", "routing", "--subscribers", "20", "--channels", "5",
-                              "--sweep", "50:100:2", "--publish", "ws", "--json", str(out)])
+                              "--sweep", "50,400", "--publish", publish, "--json", str(out)])
     assert rc == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["rate_target"] for r in rows] == [50, 100]
-    assert all(r["loss"] == 0 and r["channels_short"] == 0 for r in rows)
+    assert [r["rate_target"] for r in rows] == [50, 400]
+    for r in rows:
+        assert r["publisher"] == publish
+        assert r["loss"] == 0 and r["channels_short"] == 0 and r["publish_errors"] == 0
+        # 1.5 s at the rate (the schedule is exact up to one message)
+        assert abs(r["publishes"] - 1.5 * r["rate_target"]) <= 1
+        assert r["expected"] == r["received"] == 4 * r["publishes"]
+
+
+def test_publish_errors_are_counted(tmp_path):
+    """Channel ids over the server's max_channel_id_length: the subscribers are refused and
+    every JSON publish is answered {"error": ...}; the publisher counts those answers."""
+    out = tmp_path / "r.jsonl"
+    rc = bench_main(COMMON + ["--scenario", "routing", "--subscribers", "2", "--channels", "2",
+                              "--rate", "50", "--publish", "ws-json", "--json", str(out),
+                              "--channel-prefix", "x" * 2000])
+    r = json.loads(out.read_text().splitlines()[0])
+    assert rc == 1 and r["publish_errors"] > 0 and "error" in r["publish_error"]
+
+
+def test_stop_after_failing_steps(tmp_path):
+    out = tmp_path / "r.jsonl"
+    # a p99 limit no step can meet: every step fails, the sweep stops after the second
+    bench_main(COMMON + ["--subscribers", "5", "--sweep", "20,40,60,80", "--p99-limit", "0",
+                         "--stop-after", "2", "--json", str(out)])
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["rate_target"] for r in rows] == [20, 40]
 
 
 def test_killed_subscribers_fail_the_run(tmp_path):

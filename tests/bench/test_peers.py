@@ -5,6 +5,7 @@ Node.js are skipped (with the reason) only when their binaries are missing."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 
@@ -127,3 +128,89 @@ def test_pinned_to_cpu():
         assert os.sched_getaffinity(peer.pid) == {cpu}
     finally:
         peer.stop()
+
+
+# -- multi-channel JSON publisher (pub_multi): the "1:1 routing" workload --------------------
+MULTI_PEERS = [n for n, c in PEERS.items() if c is not NchanPeer]
+QUIET = 0.3   # how long a subscriber must stay silent
+
+
+def _start_or_skip(name):
+    cls = PEERS[name]
+    ok, reason = cls.available()
+    if not ok:
+        if _skip_reason(cls):
+            pytest.skip(f"{name}: {reason}")
+        pytest.fail(f"{name} must be available here: {reason}")
+    return cls()
+
+
+async def _silent(ws) -> None:
+    """Nothing arrives on ws within QUIET seconds."""
+    with pytest.raises(TimeoutError):
+        m = await asyncio.wait_for(ws.recv(), QUIET)
+        pytest.fail(f"unexpected message {m!r}")
+
+
+def test_nchan_has_no_multi_publisher():
+    assert NchanPeer().pub_multi() is None
+    assert NchanPeer(pub_mode="ws").pub_multi() is None
+
+
+@pytest.mark.parametrize("name", MULTI_PEERS)
+async def test_peer_multi_channel_json_publisher(name):
+    peer = _start_or_skip(name)
+    with pytest.raises(RuntimeError):
+        peer.pub_multi()   # not started
+    await asyncio.to_thread(peer.start)
+    try:
+        kind, url = peer.pub_multi()
+        assert (kind, url) == ("ws-json", f"ws://127.0.0.1:{peer.port}/pub")
+        chans = ["r0", "r1", "r2", "idle"]
+        subs = {c: await connect(peer.sub_url(c), compression=None) for c in chans}
+        try:
+            await asyncio.sleep(0.1)  # let the server register the subscriptions
+            # texts with JSON escapes, non-ASCII and an astral character (surrogate pair)
+            t = {c: [_payload(i).decode() + f' {c}#{i} "q" \\ \n\t \U0001F600'
+                     for i in range(2)] for c in chans}
+            both = "to r0 and r2: \u00e9\u2603\U0001F600 \\u0041"
+            batch = [
+                {"id": "r0", "text": t["r0"][0]},
+                {"id": "r1", "text": t["r1"][0]},
+                {"id": "r1"},                           # no text: skipped, error index 2
+                {"id": "r2", "text": t["r2"][0]},
+                {"id": ["r0", "r2"], "text": both},     # a list of channels
+            ]
+            expected = {"r0": [t["r0"][0], both], "r1": [t["r1"][0], t["r1"][1]],
+                        "r2": [t["r2"][0], both]}
+            async with connect(url, compression=None) as pub:
+                await pub.send(json.dumps(batch))                    # one array
+                await pub.send(json.dumps({"id": "r1", "text": t["r1"][1]}, ensure_ascii=False))
+                err = json.loads(await asyncio.wait_for(pub.recv(), TIMEOUT))
+                assert err.get("index") == 2 and isinstance(err.get("error"), str), err
+                results = await asyncio.wait_for(asyncio.gather(
+                    *(_drain(subs[c], len(expected[c])) for c in expected)), TIMEOUT)
+                for c, got in zip(expected, results):
+                    assert got == [x.encode() for x in expected[c]], c
+            # "/pub/" is the same endpoint
+            async with connect(url + "/", compression=None) as pub:
+                await pub.send(json.dumps({"id": "r2", "text": t["r2"][1]}))
+                got = await asyncio.wait_for(_drain(subs["r2"], 1), TIMEOUT)
+                assert got == [t["r2"][1].encode()]
+                # nothing more on any channel, nothing at all on the unaddressed one, and no
+                # further answer on the publisher connection
+                await asyncio.gather(*(_silent(ws) for ws in subs.values()), _silent(pub))
+        finally:
+            for ws in subs.values():
+                await ws.close()
+        # the raw per-channel publisher is unchanged
+        sub = await connect(peer.sub_url("raw"), compression=None)
+        try:
+            await asyncio.sleep(0.1)
+            await _publish(peer, "raw", [b'{"id": "r0", "text": "x"}'])
+            got = await asyncio.wait_for(_drain(sub, 1), TIMEOUT)
+            assert got == [b'{"id": "r0", "text": "x"}']
+        finally:
+            await sub.close()
+    finally:
+        await asyncio.to_thread(peer.stop)

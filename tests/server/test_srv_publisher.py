@@ -154,3 +154,34 @@ async def test_message_too_large_is_413(gogin_factory, http, chan):
     assert status == 413
     status, _, body = await publish(http, g.base, chan, b"x" * 100)
     assert (status, body) == (200, info(chan, 1, 0))
+
+
+async def test_multi_channel_json_publisher_websocket(shared_gogin, chan):
+    """PROTOCOL.md §2: a WebSocket on the publisher location without ?id= takes JSON items
+    {"id", "text", "event_id", "event_type"} (one or an array), published in order; a bad
+    item is answered {"error", "index"} and the stream stays open."""
+    import json
+    g = shared_gogin
+    a, b = chan + "a", chan + "b"
+    async with ws_connect(f"{g.ws}/ws/{a}") as sa, ws_connect(f"{g.ws}/ws/{b}") as sb, \
+            ws_connect(f"{g.ws}/pub") as pub:
+        await pub.send(json.dumps([
+            {"id": a, "text": "one \"quoted\" \\ line\n"},
+            {"id": [a, b], "text": "both ü"},
+            {"id": b, "text": ""},                                  # index 2: empty text
+            {"id": "x" * 5000, "text": "too long an id"},           # index 3
+            {"id": b, "text": "\ud800 lone surrogate"},             # index 4: not UTF-8
+            {"id": b, "text": "last", "event_id": "e1"},
+        ]))
+        errors = [json.loads(await recv(pub)) for _ in range(3)]
+        assert [e["index"] for e in errors] == [2, 3, 4]
+        assert all(e["error"] for e in errors)
+        assert [parse_default(await recv(sa))["text"] for _ in range(2)] == [
+            "one \"quoted\" \\ line\n", "both ü"]
+        got_b = [parse_default(await recv(sb)) for _ in range(2)]
+        assert [d["text"] for d in got_b] == ["both ü", "last"]
+        assert got_b[1]["eventid"] == "e1"
+        await pub.send("not json")
+        assert json.loads(await recv(pub)) == {"error": "message is not JSON", "index": 0}
+        await pub.send(json.dumps({"id": a, "text": "after errors"}))
+        assert parse_default(await recv(sa))["text"] == "after errors"
