@@ -9,6 +9,7 @@ cdef struct Frame:
     Py_ssize_t cap             # usable bytes from base (headroom + payload room)
     unsigned char *data        # first byte to send (inside base, after any unused headroom)
     unsigned char *base        # start of the allocation's storage
+    Py_ssize_t msgs            # messages in the frame (> 1: a channel's corked batch)
 
 cdef struct OutQueue:
     Frame **items              # ring of frame references
@@ -23,6 +24,9 @@ cdef struct OutQueue:
 # start, len = 0.  refs = 1.  NULL when out of memory.
 cdef Frame *frame_new(Py_ssize_t headroom, Py_ssize_t room) noexcept nogil
 cdef Frame *frame_from(const unsigned char *src, Py_ssize_t n) noexcept nogil
+# Append n bytes to a frame nobody else references yet (refs == 1), growing it (the frame may
+# move: use the returned pointer).  NULL when out of memory (the old frame is left intact).
+cdef Frame *frame_append(Frame *f, const unsigned char *src, Py_ssize_t n) noexcept nogil
 cdef void frame_incref(Frame *f) noexcept nogil
 cdef void frame_decref(Frame *f) noexcept nogil
 

@@ -28,6 +28,7 @@ cdef Frame *frame_new(Py_ssize_t headroom, Py_ssize_t room) noexcept nogil:
     f.cap = headroom + room
     f.data = f.base + headroom
     f.len = 0
+    f.msgs = 1
     frames_allocated += 1
     frames_live += 1
     return f
@@ -38,6 +39,25 @@ cdef Frame *frame_from(const unsigned char *src, Py_ssize_t n) noexcept nogil:
     if f != NULL:
         memcpy(f.data, src, n)
         f.len = n
+    return f
+
+
+cdef Frame *frame_append(Frame *f, const unsigned char *src, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t head = f.data - f.base, room = f.cap - head - f.len, cap
+    cdef Frame *nf
+    if room < n:
+        cap = f.cap * 2
+        while cap - head - f.len < n:
+            cap *= 2
+        nf = <Frame *>realloc(f, sizeof(Frame) + cap)
+        if nf == NULL:
+            return NULL
+        nf.base = (<unsigned char *>nf) + sizeof(Frame)
+        nf.data = nf.base + head
+        nf.cap = cap
+        f = nf
+    memcpy(f.data + f.len, src, n)
+    f.len += n
     return f
 
 
@@ -119,7 +139,7 @@ cdef Py_ssize_t outq_consume(OutQueue *q, Py_ssize_t n) noexcept nogil:
         if n < left:
             q.offset += n
             return done
-        done += 1
+        done += f.msgs
         n -= left
         q.offset = 0
         q.head = (q.head + 1) & (q.cap - 1)

@@ -137,8 +137,14 @@ cdef int enqueue(FanoutState *st, Conn *c, Frame *f) noexcept nogil
 cdef int enqueue_always(FanoutState *st, Conn *c, Frame *f) noexcept nogil
 cdef void drop_queue(FanoutState *st, Conn *c) noexcept nogil
 # Publish one message to every subscriber of ch.  Returns the number of connections it was
-# queued to.  `formats` is the hub's list of Format, indexed by Format.index.
-cdef Py_ssize_t fanout_publish(FanoutState *st, Channel ch, list formats, Message *m) except -1
+# queued to (for a corked group: its subscribers).  `formats` is the hub's list of Format,
+# indexed by Format.index; a channel that starts a corked batch is appended to `pending`.
+cdef Py_ssize_t fanout_publish(FanoutState *st, Channel ch, list formats, Message *m,
+                               list pending) except -1
+# Queue ch's corked batches to their subscribers (one reference each) and clear them.
+cdef void fanout_settle(FanoutState *st, Channel ch) noexcept
+# Free ch's corked batches without queueing them (the hub is going away).
+cdef void fanout_discard(Channel ch) noexcept
 # Write as much of c's queue as the socket takes: 0 all written, 1 socket full, -1 error (errno)
 cdef int flush_conn(FanoutState *st, Conn *c) noexcept nogil
 # Frames of a single message to a single connection (WebSocket frame of any opcode)

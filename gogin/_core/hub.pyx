@@ -21,7 +21,8 @@ from libc.string cimport memcpy, memset, memmove
 
 from gogin._core.buffers cimport Frame, frame_from, frame_decref, outq_init, outq_clear
 from gogin._core.fanout cimport (
-    Conn, ConnState, FanoutState, Format, Message, fanout_init, fanout_publish, flush_conn,
+    Conn, ConnState, FanoutState, Format, Message, fanout_init, fanout_publish, fanout_settle,
+    fanout_discard, flush_conn,
     mark_dirty, enqueue, enqueue_always, drop_queue, ws_frame,
     CS_HEAD, CS_BODY, CS_PENDING, CS_WEBSOCKET, CS_STREAM, CS_LONGPOLL, CS_CLOSING, CS_CLOSED,
     CF_DIRTY, CF_WRITE_ARMED, CF_SLOW, CF_KEEPALIVE, CF_READ_PAUSED, CF_POST, CF_SHUT_WR,
@@ -299,6 +300,7 @@ cdef class Connection:
         """Answer a held long-poll now with its timeout response (polling: nothing new)."""
         if self.c.state != CS_LONGPOLL:
             return False
+        self._hub._settle()
         self._hub._reg.unsubscribe_all(&self.c.subs)
         if self._timeout_response:
             self._hub._send_bytes(&self.c, self._timeout_response)
@@ -318,6 +320,7 @@ cdef class Connection:
         cdef Sub *s = self._hub._reg.find(&self.c.subs, channel)
         if s == NULL:
             return False
+        self._hub._settle()
         self._hub._reg.unsubscribe(&self.c.subs, s)
         return True
 
@@ -475,6 +478,7 @@ cdef class Hub:
     cdef double _pacing             # next write pass waits this many times the last one's cost
     cdef int64_t _pace_until        # monotonic ns before which the dirty list waits
     cdef object _pace_handle
+    cdef list _pending              # channels holding corked batches (fanout_publish)
     # limits (readonly for Python; set once in __init__)
     cdef readonly Py_ssize_t max_connections
     cdef readonly Py_ssize_t max_head_size
@@ -546,6 +550,7 @@ cdef class Hub:
             raise ValueError("flush_pacing must be >= 0")
         self._pacing = flush_pacing
         self._pace_until = 0
+        self._pending = []
         self._fs.max_backpressure = max_backpressure
         self._fs.drop_policy = backpressure_policy == "drop"
         self._tick_ms = max(1, <int64_t>(tick * 1000))
@@ -562,6 +567,10 @@ cdef class Hub:
         cdef int fd
         cdef Connection conn
         history_clear(&self._hist)
+        if self._pending:
+            for ch in self._pending:
+                fanout_discard(<Channel>ch)
+            self._pending = None
         if self._table != NULL:
             for fd in range(self._table_size):
                 if self._table[fd] != NULL:
@@ -736,6 +745,7 @@ cdef class Hub:
         cdef bint waiting = False
         self._turn_scheduled = False
         for _ in range(8):            # bounded: callbacks below may create more work
+            self._settle()
             if self._resume != NULL:
                 self._process_resume()
             if self._fs.post != NULL:
@@ -1147,6 +1157,7 @@ cdef class Hub:
 
     cdef void _queue_frame(self, Conn *c, Frame *f):
         """Queue a frame the caller made (takes over its reference)."""
+        self._settle()
         if enqueue_always(&self._fs, c, f) < 0:
             frame_decref(f)
             self._close(c, "out of memory")
@@ -1175,6 +1186,7 @@ cdef class Hub:
         """Write what is queued, half-close, then close on EOF or after `linger`."""
         if c.state == CS_CLOSED:
             return
+        self._settle()
         self._reg.unsubscribe_all(&c.subs)
         c.state = CS_CLOSING
         free(c.rbuf)
@@ -1202,6 +1214,7 @@ cdef class Hub:
         c.close_code = code
         f = ws_frame(CLOSE, payload, n)
         if f != NULL:
+            self._settle()
             enqueue_always(&self._fs, c, f)
             frame_decref(f)
         self._begin_close(c)
@@ -1234,6 +1247,7 @@ cdef class Hub:
         self._schedule_turn()
 
     cdef void _release_conn(self, Conn *c):
+        self._settle()
         self._reg.unsubscribe_all(&c.subs)
         self._wheel_set(c, 0)
         self._sel_remove(c.fd)
@@ -1255,6 +1269,7 @@ cdef class Hub:
     cdef bint _subscribe(self, Connection conn, str channel, Format fmt) except -1:
         if fmt.index >= len(self._formats) or self._formats[fmt.index] is not fmt:
             raise CoreError("format belongs to another hub")
+        self._settle()
         return self._reg.subscribe(&conn.c.subs, <void *>&conn.c, channel, fmt.index) != NULL
 
     def publish(self, str channel, payload, event_id=None, event_type=None, bint binary=False):
@@ -1327,14 +1342,27 @@ cdef class Hub:
         m.channel_json = <const unsigned char *>PyBytes_AS_STRING(ch.name_json)
         m.channel_json_len = len(ch.name_json)
         try:
-            queued = fanout_publish(&self._fs, ch, self._formats, &m)
+            queued = fanout_publish(&self._fs, ch, self._formats, &m, self._pending)
         finally:
             free(m.text_json)
         if self._fs.post != NULL:
             self._process_post()
-        if self._fs.dirty != NULL:
+        if self._fs.dirty != NULL or self._pending:
             self._schedule_turn()
         return queued
+
+    cdef void _settle(self):
+        """Queue every corked batch to its subscribers (fanout_publish): done at the end of
+        the turn and before anything else is queued to a connection or a subscription
+        changes, so each connection gets its bytes in the order of the calls."""
+        cdef list pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        for ch in pending:
+            fanout_settle(&self._fs, <Channel>ch)
+        if self._fs.post != NULL or self._fs.dirty != NULL:
+            self._schedule_turn()
 
     cdef void _replay_gap(self, Conn *c, Channel ch, Stored *next_, bytes text):
         """The gap signal: id -4, placed (time, tag) just before `next_` (or at the channel's
@@ -1410,6 +1438,7 @@ cdef class Hub:
 
     cdef void _finish_longpoll(self, Conn *c):
         (<Connection>c.obj)._footer = None
+        self._settle()
         self._reg.unsubscribe_all(&c.subs)
         if c.flags & CF_KEEPALIVE and not self._closing:
             self._to_head(c)
@@ -1481,6 +1510,7 @@ cdef class Hub:
 
     def stats(self):
         """Counters for /channels-stats and /metrics."""
+        self._settle()                # corked messages count as queued
         allocated, live = frame_counters()
         return {
             "connections": self.connections,
@@ -1605,6 +1635,7 @@ cdef class Hub:
         elif c.state == CS_CLOSING:
             self._close(c, "linger timeout")
         elif c.state == CS_LONGPOLL:
+            self._settle()
             self._reg.unsubscribe_all(&c.subs)
             if conn._timeout_response:
                 self._send_bytes(c, conn._timeout_response)
@@ -1619,6 +1650,7 @@ cdef class Hub:
                     ping = (<Format>self._formats[0]).ping_frame()
                 if ping != NULL and c.out.bytes == 0:
                     # a connection still writing is alive enough; skip the ping then
+                    self._settle()
                     enqueue_always(&self._fs, c, ping)
                 c.ping_at = now + c.ping_every
             self._rearm(c)
@@ -1644,6 +1676,7 @@ cdef class Hub:
         cdef Connection conn
         self._closing = True
         self.stop_listening()
+        self._settle()
         for conn in self._open_connections():
             if conn.c.state == CS_WEBSOCKET:
                 self._close_ws(&conn.c, 1001, b"server shutting down")
@@ -1663,6 +1696,7 @@ cdef class Hub:
         cdef Connection conn
         self._closing = True
         self.stop_listening()
+        self._settle()
         for conn in self._open_connections():
             if conn.c.state == CS_WEBSOCKET:
                 drop_queue(&self._fs, &conn.c)

@@ -21,6 +21,7 @@ cdef struct SubList:           # a connection's subscriptions; a few entries typ
 
 cdef struct Group:             # the subscribers of one channel that share a wire format
     int fmt                    # format index
+    void *batch                # Frame*: this turn's corked messages (fanout.pyx), or NULL
     Sub **subs
     Py_ssize_t n
     Py_ssize_t cap
@@ -40,6 +41,7 @@ cdef class Channel:
     cdef readonly int last_tag           # tag of the last message (count within last_time)
     cdef readonly double created         # time.time() at creation
     cdef public bint persistent          # keep in the registry while empty
+    cdef bint corked                     # a group holds a batch: on the hub's pending list
     cdef public object data              # the Python layer's per-channel state
     cdef ChannelHistory hist             # stored messages (history.pyx)
 

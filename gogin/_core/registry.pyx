@@ -177,6 +177,7 @@ cdef class Registry:
             ch.groups = groups
             g = &ch.groups[ch.ngroups]
             g.fmt = fmt
+            g.batch = NULL
             g.subs = NULL
             g.n = 0
             g.cap = 0

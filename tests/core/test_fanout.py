@@ -110,9 +110,10 @@ def test_one_frame_per_publish_per_format(hub):
         snap1 = tracemalloc.take_snapshot()
         tracemalloc.stop()
         alloc1, _ = frame_counters()
-        # 10 publishes x 2 formats present = 20 frames, not 10 x 500
+        # 10 publishes x 2 formats present = 20 frames, not 10 x 500; plus one corked batch
+        # per format group (both groups are large enough to cork): 22 allocations
         assert hub.stats()["frames_built"] - built0 == 20
-        assert alloc1 - alloc0 == 20
+        assert alloc1 - alloc0 == 22
         # and no Python object per subscriber per message: the Python heap grows by far less
         # than one small object per delivery (5,000 deliveries here)
         grown = sum(s.size_diff for s in snap1.compare_to(snap0, "filename") if s.size_diff > 0)
@@ -317,3 +318,101 @@ def test_pacing_coalesces_publishes_of_consecutive_loop_turns(pacing):
     finally:
         subs.close()
         hub.close()
+
+
+# -- corking per channel: a turn's messages to a group of subscribers are one batch ------------
+
+def test_corked_batch_keeps_the_order_of_direct_sends(hub):
+    """A message sent to one connection after a publish (same turn) arrives after it: the
+    corked batch is queued before anything else reaches a connection."""
+    subs = Subscribers(hub, 20, ["ord"])
+    try:
+        hub.publish("ord", b"p1")
+        subs.conns[0].send(b"direct")
+        hub.publish("ord", b"p2")
+        hub.flush()
+        got0 = [e[2] for e in parse_server_frames(drain(subs.clients[0]))]
+        assert got0 == [b"p1", b"direct", b"p2"]
+        for c in subs.clients[1:]:
+            assert [e[2] for e in parse_server_frames(drain(c))] == [b"p1", b"p2"]
+    finally:
+        subs.close()
+
+
+def test_subscriber_joining_mid_turn_gets_only_later_messages(hub):
+    subs = Subscribers(hub, 20, ["mid"])
+    try:
+        hub.publish("mid", b"before")
+        late = Subscribers(hub, 1, ["mid"])
+        hub.publish("mid", b"after")
+        hub.flush()
+        assert [e[2] for e in parse_server_frames(drain(late.clients[0]))] == [b"after"]
+        for c in subs.clients:
+            assert [e[2] for e in parse_server_frames(drain(c))] == [b"before", b"after"]
+        late.close()
+    finally:
+        subs.close()
+
+
+def test_unsubscribe_mid_turn_still_delivers_what_was_published_before(hub):
+    subs = Subscribers(hub, 20, ["un", "other"])
+    try:
+        hub.publish("un", b"m1")
+        assert subs.conns[0].unsubscribe("un")
+        hub.publish("un", b"m2")
+        hub.flush()
+        assert [e[2] for e in parse_server_frames(drain(subs.clients[0]))] == [b"m1"]
+        assert [e[2] for e in parse_server_frames(drain(subs.clients[1]))] == [b"m1", b"m2"]
+    finally:
+        subs.close()
+
+
+def test_a_large_turn_is_split_into_bounded_batches(hub):
+    """More than a batch's cap (256 KiB) in one turn: everything arrives, in order, and the
+    frame memory alive stays bounded by the cap, not by the turn."""
+    subs = Subscribers(hub, 10, ["big"], sndbuf=1 << 22)
+    try:
+        live0 = frame_counters()[1]
+        msgs = [b"%05d" % i + b"q" * 995 for i in range(1000)]      # 1 MB in one turn
+        for m in msgs:
+            hub.publish("big", m)
+        # full batches were queued as they filled: a few live frames, not 1,000
+        assert frame_counters()[1] - live0 <= 8
+        hub.flush()
+        for c in subs.clients:
+            data = bytearray()
+            for _ in range(100):
+                chunk = drain(c)
+                if not chunk:
+                    hub.flush()
+                    chunk = drain(c)
+                    if not chunk:
+                        break
+                data += chunk
+            assert [e[2] for e in parse_server_frames(bytes(data))] == msgs
+        st = hub.stats()
+        assert st["delivered_frames"] == 10 * 1000 and st["queued_bytes"] == 0
+    finally:
+        subs.close()
+
+
+def test_corking_gives_one_iovec_per_subscriber(hub):
+    """100 publishes in a turn to 50 subscribers: one write each, and the bytes of the 100
+    frames are contiguous (one shared batch), not 100 separate buffers."""
+    subs = Subscribers(hub, 50, ["iov"])
+    try:
+        alloc0 = frame_counters()[0]
+        for i in range(100):
+            hub.publish("iov", b"n%03d" % i)
+        # 100 rendered frames (each freed once copied) + 1 batch
+        assert frame_counters()[0] - alloc0 == 101
+        assert all(conn.queued_bytes == 0 for conn in subs.conns)     # corked: nothing queued
+        st = hub.stats()                                              # stats() settles
+        assert all(conn.queued_bytes == 100 * 6 for conn in subs.conns)
+        assert st["queued_frames"] >= 50 * 100
+        hub.flush()
+        for c in subs.clients:
+            assert [e[2] for e in parse_server_frames(drain(c))] == [b"n%03d" % i
+                                                                    for i in range(100)]
+    finally:
+        subs.close()
