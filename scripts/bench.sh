@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
-# Reproduce benchmarks/RESULTS.md: release build (-O2, no bounds checks), the socketpair fanout
-# script at 1k and 10k subscribers, then the pytest-benchmark micro-benchmarks.
+# Reproduce benchmarks/RESULTS.md: release build (-O2, no bounds checks), the side-by-side
+# gogin-bench run (gogin and every peer that is installed, four scenarios, server pinned to
+# cpu 0 and the load client to cpu 1), the socketpair fanout script at 1k and 10k
+# subscribers, then the pytest-benchmark micro-benchmarks.
 #
-#   scripts/bench.sh                 # results in build/bench/
+#   scripts/bench.sh                 # everything; results in build/bench/
+#   PARTS=side scripts/bench.sh      # only the side-by-side run (PARTS: side micro, any subset)
+#   TARGETS=gogin,nchan SCENARIOS="fanout routing" PARTS=side scripts/bench.sh
 #   OUT=/tmp/b ROUNDS=50 scripts/bench.sh
+#
+# Peers: `pip install websockets picows`, `apt-get install nginx libnginx-mod-nchan nodejs`,
+# `(cd benchmarks/peers && npm ci)`; a peer that is missing is skipped with its reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${OUT:-build/bench}
+PARTS=${PARTS:-side micro}
+SCENARIOS=${SCENARIOS:-fanout wide routing capacity}
+DURATION=${DURATION:-3}
+DRAIN=${DRAIN:-3}
 ROUNDS=${ROUNDS:-50}
 MESSAGES=${MESSAGES:-100}
 SIZE=${SIZE:-100}
@@ -29,6 +40,32 @@ unset GOGIN_DEBUG GOGIN_SANITIZE GOGIN_SELECTOR GOGIN_EXT GOGIN_ANNOTATE
   echo "nofile: $(ulimit -Sn)/$(ulimit -Hn)"
   echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- gogin 2>/dev/null || echo ' (gogin/ modified)')"
 } | tee "$OUT/env.txt"
+
+if [[ " $PARTS " == *" side "* ]]; then
+  if [ -z "${TARGETS:-}" ]; then
+    TARGETS=gogin
+    for peer in websockets picows nchan node-ws; do
+      if why=$("$PY" -c "import sys; from gogin.bench.peers import PEERS
+ok, why = PEERS[sys.argv[1]].available(); print(why); sys.exit(0 if ok else 1)" "$peer"); then
+        TARGETS="$TARGETS,$peer"
+      else
+        echo "skipping peer $peer: $why" | tee -a "$OUT/env.txt"
+      fi
+    done
+  fi
+  echo "targets: $TARGETS" | tee -a "$OUT/env.txt"
+  for scen in $SCENARIOS; do
+    echo "== gogin-bench --scenario $scen --target $TARGETS"
+    rm -f "$OUT/$scen.jsonl"
+    # a saturated step loses messages and makes gogin-bench exit 1: that is a result here
+    "$PY" -m gogin.bench.cli --scenario "$scen" --target "$TARGETS" --server-cpu 0 \
+        --client-cpu 1 --duration "$DURATION" --drain "$DRAIN" --stop-after 2 --progress off \
+        --json "$OUT/$scen.jsonl" --markdown "$OUT/$scen.md" --plot "$OUT/$scen.png" \
+        2>&1 | tee "$OUT/$scen.log" || true
+  done
+  "$PY" -m gogin.bench.report "$OUT"/*.jsonl | tee "$OUT/summary.md"
+fi
+[[ " $PARTS " == *" micro "* ]] || { echo "results in $OUT/"; exit 0; }
 
 for n in 1000 10000; do
   echo "== fanout_socketpairs --subscribers $n --messages $MESSAGES --size $SIZE --rounds $ROUNDS"

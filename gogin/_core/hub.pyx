@@ -1281,6 +1281,13 @@ cdef class Hub:
           refcounted frame each); every subscriber's queue gets a reference, never a copy.
         - Nothing is written here: the first publish of a loop turn schedules one flush, which
           writes each dirty connection with one sendmsg for everything queued to it.
+        - Corking per channel: for a group of 8 or more WebSocket/stream subscribers sharing a
+          format, the turn's messages are appended to one batch (a copy per message, not per
+          subscriber) that each subscriber's queue references once at the end of the turn -
+          one iovec per subscriber however many messages.  Anything else reaching a connection
+          (a direct send, a ping, a close) or a subscription change settles the batches first,
+          so every connection receives its bytes in the order of the calls.  The count
+          returned for such a group is its subscribers at the time of the call.
         - A subscriber whose queue already holds bytes and would exceed `max_backpressure`
           is a slow consumer.  Policy "close" (default): it is closed (WebSocket close 1008
           "slow consumer", counted in closed_slow) and its queued frames are released at once.

@@ -86,6 +86,18 @@ class GoginTarget:
     def available(cls) -> tuple[bool, str]:
         return True, ""
 
+    @classmethod
+    def version(cls) -> str:
+        import subprocess as sp
+        root = Path(__file__).resolve().parents[2]
+        try:
+            rev = sp.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True, timeout=5).stdout.strip()
+        except (OSError, sp.SubprocessError):
+            rev = ""
+        py = ".".join(map(str, sys.version_info[:3]))
+        return f"gogin {rev or '?'}, Python {py}"
+
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None

@@ -158,13 +158,13 @@ def test_publish_errors_are_counted(tmp_path):
     assert rc == 1 and r["publish_errors"] > 0 and "error" in r["publish_error"]
 
 
-def test_stop_after_failing_steps(tmp_path):
+def test_stop_after_steps_that_lost_messages(tmp_path):
     out = tmp_path / "r.jsonl"
-    # a p99 limit no step can meet: every step fails, the sweep stops after the second
-    bench_main(COMMON + ["--subscribers", "5", "--sweep", "20,40,60,80", "--p99-limit", "0",
-                         "--stop-after", "2", "--json", str(out)])
+    # subscribers killed during the first step: it loses messages, and the sweep ends there
+    rc = bench_main(COMMON + ["--subscribers", "10", "--sweep", "50,100,150",
+                              "--kill-subscribers", "2", "--stop-after", "1", "--json", str(out)])
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["rate_target"] for r in rows] == [20, 40]
+    assert rc == 1 and [r["rate_target"] for r in rows] == [50] and rows[0]["loss"] > 0
 
 
 def test_killed_subscribers_fail_the_run(tmp_path):
