@@ -128,6 +128,8 @@ cdef void ws_parser_init(WsParser *p, Py_ssize_t max_message_size) noexcept nogi
 cdef void ws_parser_free(WsParser *p) noexcept nogil:
     free(p.buf)
     p.buf = NULL
+    free(p.ctl)
+    p.ctl = NULL
     p.buf_len = 0
     p.buf_cap = 0
     p.msg_len = 0
@@ -227,6 +229,10 @@ cdef inline int _check_second(WsParser *p, WsFrameEvent *ev, uint8_t b1) noexcep
         return _fail(p, ev, PROTOCOL_ERROR, b"unmasked client frame")  # §5.1
     if p.opcode >= 0x8 and len7 > GG_WS_MAX_CONTROL:
         return _fail(p, ev, PROTOCOL_ERROR, b"control frame too long")  # §5.5
+    if p.opcode >= 0x8 and p.ctl == NULL:
+        p.ctl = <uint8_t *>malloc(GG_WS_MAX_CONTROL)
+        if p.ctl == NULL:
+            return _fail(p, ev, INTERNAL_ERROR, b"out of memory")
     # Non-minimal length encodings (126 + a length <= 125, ...) are accepted: some peers send them.
     p.hdr_need = 2 + (2 if len7 == 126 else 8 if len7 == 127 else 0) + (4 if p.masked else 0)
     return WS_NONE
