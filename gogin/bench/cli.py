@@ -28,9 +28,9 @@ import time
 PRESETS = {
     # name: subscribers, channels, size, sweep (publishes/s), criterion
     "fanout": dict(subscribers=1000, channels=1, size=100,
-                   sweep="25,50,100,200,400,1000,2000,4000,6000,8000,10000,12000"),
+                   sweep="25,50,100,200,400,1000,2000,4000,8000,12000,14000,16000,20000"),
     "wide": dict(subscribers=10000, channels=1, size=100,
-                 sweep="5,10,20,40,100,200,400,600,800,1000,1200"),
+                 sweep="5,10,20,40,100,200,400,800,1200,1600,2000"),
     "routing": dict(subscribers=10000, channels=10000, size=100,
                     sweep="5000,10000,20000,40000,60000,80000,100000,150000,200000"),
     "capacity": dict(subscribers=0, channels=1, size=100, sweep="1"),   # 0: up to the fd limit

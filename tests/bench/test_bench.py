@@ -174,3 +174,23 @@ def test_killed_subscribers_fail_the_run(tmp_path):
     assert rc == 1
     r = json.loads(out.read_text().splitlines()[0])
     assert r["loss"] > 0 and r["disconnects"] == 3 and not r["pass"]
+
+
+def test_report_ranks_best_passing_steps(tmp_path):
+    """gogin.bench.report over real rows: the best passing step per target, the capacity
+    table, and no ratio line when there is no peer to compare with."""
+    from gogin.bench.report import load, report
+    out = tmp_path / "r.jsonl"
+    assert bench_main(COMMON + ["--subscribers", "20", "--sweep", "50,100",
+                                "--json", str(out)]) == 0
+    assert bench_main(COMMON + ["--scenario", "capacity", "--subscribers", "30",
+                                "--json", str(out)]) == 0
+    rows = load([str(out)])
+    best = max(r["delivered_per_s"] for r in rows if r["scenario"] == "fanout")
+    text = report(rows)
+    assert "### fanout" in text and "### capacity" in text
+    assert f"| gogin | **{best:,.0f}** |" in text
+    cap = next(r for r in rows if r["scenario"] == "capacity")
+    assert cap["connected"] == 30 and cap["loss"] == 0
+    assert f"| gogin | 30 | {cap['connects_per_s']:,.0f} |" in text
+    assert "best peer" not in text
