@@ -34,9 +34,9 @@ import statistics
 import sys
 import time
 
-from gogin.bench.cli import raise_nofile
-
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from gogin.bench.cli import raise_nofile  # noqa: E402  (after the checkout is on sys.path)
 
 from gogin._core.hub import Hub  # noqa: E402
 

@@ -63,7 +63,7 @@ ok, why = PEERS[sys.argv[1]].available(); print(why); sys.exit(0 if ok else 1)" 
         --json "$OUT/$scen.jsonl" --markdown "$OUT/$scen.md" --plot "$OUT/$scen.png" \
         2>&1 | tee "$OUT/$scen.log" || true
   done
-  "$PY" -m gogin.bench.report "$OUT"/*.jsonl | tee "$OUT/summary.md"
+  "$PY" -m gogin.bench.report "$OUT"/*.jsonl --plots "$OUT" | tee "$OUT/summary.md"
 fi
 [[ " $PARTS " == *" micro "* ]] || { echo "results in $OUT/"; exit 0; }
 

@@ -413,7 +413,9 @@ def markdown(rows: list) -> str:
     return "\n".join(out)
 
 
-def plot(rows: list, path: str) -> None:
+def plot(rows: list, path: str, title: str = "") -> None:
+    """Delivered msgs/s and p99 against the publish rate, one line per target; log axes (the
+    rates and the results span several orders of magnitude across servers)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -421,15 +423,20 @@ def plot(rows: list, path: str) -> None:
     for tgt in dict.fromkeys(r["target"] for r in rows):
         rs = sorted((r for r in rows if r["target"] == tgt), key=lambda r: r["rate_target"])
         x = [r["rate_target"] for r in rs]
-        ax1.plot(x, [r["delivered_per_s"] or 0 for r in rs], marker="o", label=tgt)
+        ax1.plot(x, [r["delivered_per_s"] or float("nan") for r in rs], marker="o", label=tgt)
         ax2.plot(x, [r["p99_ms"] if r["p99_ms"] is not None else float("nan") for r in rs],
                  marker="o", label=tgt)
     ax1.set(xlabel="publish rate (msgs/s)", ylabel="delivered msgs/s", title="throughput")
     ax2.set(xlabel="publish rate (msgs/s)", ylabel="p99 latency (ms)", title="p99 latency")
-    ax2.set_yscale("log")
+    limit = rows[0].get("p99_limit_ms") if rows else None
+    ax2.axhline(limit or P99_LIMIT_MS, color="grey", linestyle="--", linewidth=1)
     for ax in (ax1, ax2):
-        ax.grid(True, alpha=0.3)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
         ax.legend()
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
