@@ -110,6 +110,10 @@ cdef struct Conn:
     uint8_t peek[PEEK]      # first payload bytes of the current message
     int peek_len
     bint stamp_done         # marker already looked for in this message
+    # EventSource scanner state (LoadClient(sse=True))
+    bint sse_line_start     # at the start of a line
+    int sse_line_kind       # of the current line: 1 data, 2 comment, 3 another field
+    bint sse_has_data       # the event being read has a data line
     # counters
     uint64_t frames         # complete data messages
     uint64_t bytes          # bytes received after the handshake head
@@ -386,6 +390,53 @@ cdef void conn_reset_scanner(Conn *c) noexcept nogil:
     c.frame_len = 0
     c.peek_len = 0
     c.stamp_done = False
+    c.sse_line_start = True
+    c.sse_line_kind = 0
+    c.sse_has_data = False
+
+
+cdef int _feed_sse(Conn *c, Stats *st, const uint8_t *data, Py_ssize_t n,
+                   uint64_t now) noexcept nogil:
+    """Scan an EventSource body (text/event-stream, unchunked): an event ends at an empty
+    line and counts as one message when it had a data line; comments (':' lines, pings) and
+    other fields do not count.  The first PEEK bytes of the event's data lines are kept to
+    find the stamp in."""
+    cdef Py_ssize_t i = 0, end, take
+    cdef const uint8_t *q
+    cdef uint8_t b
+    while i < n:
+        if c.sse_line_start:
+            b = data[i]
+            if b == 10:                                  # empty line: the event is complete
+                i += 1
+                if c.sse_has_data:
+                    record(st, now, c.peek, c.peek_len)
+                    c.frames += 1
+                    st.frames += 1
+                c.sse_has_data = False
+                c.peek_len = 0
+                continue
+            if b == 13:                                  # CR of a CRLF line end
+                i += 1
+                continue
+            # "data" is the only field that starts with 'd' (WHATWG HTML §9.2.6)
+            c.sse_line_kind = 1 if b == 100 else (2 if b == 58 else 3)
+            c.sse_line_start = False
+        q = <const uint8_t *>memchr(data + i, 10, <size_t>(n - i))
+        end = (q - data) if q is not NULL else n
+        if c.sse_line_kind == 1:
+            c.sse_has_data = True
+            take = end - i
+            if take > PEEK - c.peek_len:
+                take = PEEK - c.peek_len
+            if take > 0:
+                memcpy(c.peek + c.peek_len, data + i, take)
+                c.peek_len += <int>take
+        i = end
+        if q is not NULL:
+            i += 1
+            c.sse_line_start = True
+    return 0
 
 
 def make_payload(int size, uint64_t stamp=0):
@@ -441,10 +492,11 @@ cdef dict _latency(Stats *st):
     return out
 
 
-def scan_chunks(chunks, uint64_t now=0):
+def scan_chunks(chunks, uint64_t now=0, bint sse=False):
     """Test hook: run the frame scanner of one connection over a list of byte chunks (any
     split) and return its counters, the latency summary and whether it asked to close.
-    `now` is the receive time used for every chunk (0: the real clock)."""
+    `now` is the receive time used for every chunk (0: the real clock); sse: the chunks are
+    an EventSource body instead of WebSocket frames."""
     cdef Conn *c = <Conn *>calloc(1, sizeof(Conn))
     cdef Stats *st = <Stats *>calloc(1, sizeof(Stats))
     cdef const uint8_t[:] view
@@ -465,7 +517,9 @@ def scan_chunks(chunks, uint64_t now=0):
                 continue
             view = b
             t = now if now else now_ns()
-            if _feed(c, st, &view[0], len(b), t) < 0:
+            if sse:
+                _feed_sse(c, st, &view[0], len(b), t)
+            elif _feed(c, st, &view[0], len(b), t) < 0:
                 closed = True
         res = _stats_dict(st)
         res["closed"] = closed
@@ -479,9 +533,10 @@ def scan_chunks(chunks, uint64_t now=0):
 
 @cython.final
 cdef class LoadClient:
-    """LoadClient(host, port, requests, channels=None, sources=1, max_inflight=512)
+    """LoadClient(host, port, requests, channels=None, sources=1, max_inflight=512, sse=False)
 
-    `requests`: one handshake request (bytes) per connection; `channels`: the channel index of
+    `requests`: one handshake request (bytes) per connection (sse: an EventSource GET, whose
+    answer must be a 200 with an unchunked text/event-stream body); `channels`: the channel index of
     each connection (for per-channel totals); `sources`: how many 127.0.0.x source addresses
     to rotate over (127.0.0.1 .. 127.0.0.<sources>; one address gives ~28k connections to one
     server port).  Call connect_all() once, then run() in a thread, stop() from another.
@@ -505,9 +560,10 @@ cdef class LoadClient:
     cdef int *_fdmap            # fd -> connection index (fds are small integers), -1: none,
     cdef int _fdmap_len         # <= -2: publisher connection -2 - value
     cdef PubState *_pub         # the C publisher (pub_attach), or NULL
+    cdef bint _sse              # subscribers are EventSource streams, not WebSockets
 
     def __cinit__(self, host, int port, requests, channels=None, int sources=1,
-                  int max_inflight=512):
+                  int max_inflight=512, bint sse=False):
         cdef int i
         cdef bytes r
         self._n = len(requests)
@@ -517,6 +573,7 @@ cdef class LoadClient:
         if self._conns is NULL or self._st is NULL or self._buf is NULL:
             raise MemoryError()
         self._selector = Selector(maxfired=1024)
+        self._sse = sse
         self._max_inflight = max(1, max_inflight)
         self._sources = max(1, min(sources, 254))
         self._fail_reason = b""
@@ -656,7 +713,8 @@ cdef class LoadClient:
                     if c.head_len >= HEAD_MAX:
                         self._fail(c, False)
                     continue
-                if c.head_len < 12 or memcmp(c.head, b"HTTP/1.1 101", 12) != 0:
+                if c.head_len < 12 or memcmp(c.head, b"HTTP/1.1 200" if self._sse
+                                             else b"HTTP/1.1 101", 12) != 0:
                     self._fail(c, False)
                     return
                 c.state = ST_OPEN
@@ -666,7 +724,9 @@ cdef class LoadClient:
             if rest > 0:
                 c.bytes += <uint64_t>rest
                 self._st.bytes += <uint64_t>rest
-                if _feed(c, self._st, self._buf + i, rest, now) < 0:
+                if self._sse:
+                    _feed_sse(c, self._st, self._buf + i, rest, now)
+                elif _feed(c, self._st, self._buf + i, rest, now) < 0:
                     self._fail(c, True)
                     return
             if got < RECV_BUF:

@@ -123,14 +123,19 @@ def target_pids(t) -> list[int]:
     return [t.pid] if getattr(t, "pid", None) else []
 
 
-def handshake(url: str) -> tuple[str, int, bytes]:
+def handshake(url: str, sse: bool = False) -> tuple[str, int, bytes]:
+    """(host, port, request) of a WebSocket upgrade, or of an EventSource GET."""
     from urllib.parse import urlsplit
     u = urlsplit(url)
     path = (u.path or "/") + (f"?{u.query}" if u.query else "")
     host, port = u.hostname, u.port or 80
-    req = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-           f"Connection: Upgrade\r\nSec-WebSocket-Key: {WS_KEY}\r\n"
-           f"Sec-WebSocket-Version: 13\r\n\r\n").encode()
+    if sse:
+        req = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+               f"Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n").encode()
+    else:
+        req = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {WS_KEY}\r\n"
+               f"Sec-WebSocket-Version: 13\r\n\r\n").encode()
     return host, port, req
 
 
@@ -310,6 +315,7 @@ async def bench_target(a, spec: str, rates: list[float], prog: Progress) -> tupl
     pids = target_pids(target)
     info = {"target": spec, "scenario": a.scenario, "subscribers": subs, "channels": channels,
             "size": a.size, "duration": a.duration, "publish": a.publish,
+            "subscribe": a.subscribe,
             "server_cpu": a.server_cpu, "client_cpu": a.client_cpu,
             "python": platform.python_version(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "version": target.version() if hasattr(target, "version") else "?"}
@@ -318,12 +324,16 @@ async def bench_target(a, spec: str, rates: list[float], prog: Progress) -> tupl
     try:
         names = [f"{a.channel_prefix}{c}" for c in range(channels)]
         chan_of = [i % channels for i in range(subs)]
-        host, port, _ = handshake(target.sub_url(names[0]))
-        reqs = [handshake(target.sub_url(names[c]))[2] for c in chan_of]
+        sse = a.subscribe == "sse"
+        if sse and not hasattr(target, "sse_url"):
+            raise SystemExit(f"gogin-bench: {spec} has no EventSource subscriber")
+        url_of = target.sse_url if sse else target.sub_url
+        host, port, _ = handshake(url_of(names[0]), sse)
+        reqs = [handshake(url_of(names[c]), sse)[2] for c in chan_of]
         sources = a.sources or (1 + (subs - 1) // SOURCE_SPAN)
         rss0 = proc_rss(pids)
         client = LoadClient(host, port, reqs, chan_of, sources=sources,
-                            max_inflight=a.max_inflight)
+                            max_inflight=a.max_inflight, sse=sse)
         prog.show(f"{spec}: connecting {subs:,} subscribers ...")
         opened, failed, secs = await asyncio.get_running_loop().run_in_executor(
             None, client.connect_all, a.connect_timeout)
@@ -357,7 +367,7 @@ async def bench_target(a, spec: str, rates: list[float], prog: Progress) -> tupl
                                  count=count)
             row.update({k: info[k] for k in ("target", "scenario", "subscribers", "channels",
                                              "size", "version", "duration", "server_cpu",
-                                             "client_cpu")})
+                                             "client_cpu", "subscribe")})
             row["connected"] = opened
             if a.scenario == "capacity":
                 row["broadcast_all_ms"] = row["max_ms"]
@@ -463,6 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="publisher: HTTP keep-alive POSTs (pipelined), a WebSocket per channel, "
                         "or one multi-channel JSON WebSocket; auto: ws for one channel, ws-json "
                         "(else http) for several")
+    p.add_argument("--subscribe", choices=["ws", "sse"], default="ws",
+                   help="subscribers: WebSocket connections or EventSource streams (targets "
+                        "with an EventSource location: gogin, nchan)")
     p.add_argument("--pub-connections", type=int, default=4, help="HTTP publisher connections")
     p.add_argument("--pub-window", type=int, default=32,
                    help="pipelined HTTP publishes in flight per connection")

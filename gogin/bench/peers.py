@@ -364,6 +364,11 @@ class NchanPeer(Peer):
             raise ValueError("pub_mode must be 'http' or 'ws'")
         self.pub_mode = pub_mode
 
+    def sse_url(self, channel: str) -> str:
+        """EventSource subscriber (the same location: ``nchan_subscriber websocket
+        eventsource``)."""
+        return f"http://{self.host}:{self._need_port()}/sub/{channel}"
+
     @classmethod
     def _render(cls, tmpdir: Path, port: int, module: str) -> Path:
         template = (peers_dir() / "nchan.conf").read_text()

@@ -25,14 +25,14 @@ def stamped(size, stamp):
     return _lc.make_payload(size, stamp)
 
 
-def scan(data, split=None, now=NOW):
+def scan(data, split=None, now=NOW, sse=False):
     if split is None:
         chunks = [data]
     elif split == "bytes":
         chunks = [data[i:i + 1] for i in range(len(data))]
     else:
         chunks = [data[i:i + split] for i in range(0, len(data), split)]
-    return _lc.scan_chunks(chunks, now=now)
+    return _lc.scan_chunks(chunks, now=now, sse=sse)
 
 
 # -- frame scanner ------------------------------------------------------------------------------
@@ -104,6 +104,25 @@ def test_masked_server_frame_is_an_error():
     assert r["closed"] and r["bad_frames"] == 1 and r["frames"] == 0
 
 
+# -- EventSource scanner -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("split", [None, "bytes", 2, 5, 33])
+def test_eventsource_events_any_split(split):
+    """An event is counted when its blank line arrives and it had a data line; comments
+    (gogin's ": " opening, ": -1" pings) and data-less events are not messages."""
+    body = (b": \n\n"
+            + b"data: " + stamped(40, NOW - 42) + b"\n\n"
+            + b": -1\n\n"
+            + b"id: 3\r\nevent: note\r\ndata: " + stamped(30, NOW - 7) + b"\r\n\r\n"
+            + b"event: nothing\n\n"
+            + b"data: plain\ndata: two lines\n\n"
+            + b"data: unfinished " + stamped(30, NOW - 1))          # no blank line yet
+    r = scan(body, split, sse=True)
+    assert r["frames"] == 3 and r["conn_frames"] == 3
+    assert r["stamped"] == 2 and r["unstamped"] == 1
+    assert r["latency"]["max"] == 42 and not r["closed"]
+
+
 # -- end to end against gogin -----------------------------------------------------------------
 
 COMMON = ["--target", "gogin", "--duration", "1.5", "--drain", "2", "--progress", "off",
@@ -165,6 +184,24 @@ def test_stop_after_steps_that_lost_messages(tmp_path):
                               "--kill-subscribers", "2", "--stop-after", "1", "--json", str(out)])
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rc == 1 and [r["rate_target"] for r in rows] == [50] and rows[0]["loss"] > 0
+
+
+def test_eventsource_subscribers_zero_loss(tmp_path):
+    out = tmp_path / "r.jsonl"
+    rc = bench_main(COMMON + ["--subscribe", "sse", "--subscribers", "30", "--channels", "3",
+                              "--sweep", "50,200", "--json", str(out)])
+    assert rc == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    for r in rows:
+        assert r["subscribe"] == "sse" and r["loss"] == 0 and r["channels_short"] == 0
+        assert r["expected"] == r["received"] == 10 * r["publishes"] > 0
+        assert r["latency_samples"] == r["received"] and r["unstamped"] == 0
+
+
+def test_eventsource_needs_a_target_that_has_it():
+    with pytest.raises(SystemExit, match="no EventSource subscriber"):
+        bench_main(COMMON + ["--target", "websockets", "--subscribe", "sse",
+                             "--subscribers", "2", "--rate", "10"])
 
 
 def test_killed_subscribers_fail_the_run(tmp_path):

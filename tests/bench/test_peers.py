@@ -214,3 +214,20 @@ async def test_peer_multi_channel_json_publisher(name):
             await sub.close()
     finally:
         await asyncio.to_thread(peer.stop)
+
+
+def test_nchan_eventsource_subscribers_through_gogin_bench(tmp_path):
+    """gogin-bench's EventSource subscribers against Nchan (its /sub location also speaks
+    EventSource): zero loss and every event's stamp found."""
+    from gogin.bench.cli import bench_main
+    reason = _skip_reason(NchanPeer)
+    if reason:
+        pytest.skip(f"nchan: {reason}")
+    out = tmp_path / "r.jsonl"
+    rc = bench_main(["--target", "nchan", "--subscribe", "sse", "--subscribers", "12",
+                     "--channels", "3", "--rate", "60", "--duration", "1.5", "--drain", "2",
+                     "--progress", "off", "--json", str(out)])
+    assert rc == 0
+    r = json.loads(out.read_text().splitlines()[0])
+    assert r["loss"] == 0 and r["expected"] == r["received"] == 4 * r["publishes"] > 0
+    assert r["latency_samples"] == r["received"] and r["unstamped"] == 0
