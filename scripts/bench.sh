@@ -63,6 +63,15 @@ ok, why = PEERS[sys.argv[1]].available(); print(why); sys.exit(0 if ok else 1)" 
         --json "$OUT/$scen.jsonl" --markdown "$OUT/$scen.md" --plot "$OUT/$scen.png" \
         2>&1 | tee "$OUT/$scen.log" || true
   done
+  if [[ " $SCENARIOS " == *" fanout "* ]]; then
+    # EventSource subscribers: the targets that have them (gogin, Nchan)
+    sse_targets=$(echo "$TARGETS" | tr ',' '\n' | grep -xE 'gogin|nchan' | paste -sd, -)
+    echo "== gogin-bench --scenario fanout --subscribe sse --target $sse_targets"
+    rm -f "$OUT/fanout-sse.jsonl"
+    "$PY" -m gogin.bench.cli --scenario fanout --subscribe sse --target "$sse_targets" \
+        --server-cpu 0 --client-cpu 1 --duration "$DURATION" --drain "$DRAIN" --stop-after 2 \
+        --progress off --json "$OUT/fanout-sse.jsonl" 2>&1 | tee "$OUT/fanout-sse.log" || true
+  fi
   "$PY" -m gogin.bench.report "$OUT"/*.jsonl --plots "$OUT" | tee "$OUT/summary.md"
 fi
 [[ " $PARTS " == *" micro "* ]] || { echo "results in $OUT/"; exit 0; }

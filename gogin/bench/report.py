@@ -15,7 +15,12 @@ import json
 import sys
 from collections import defaultdict
 
-ORDER = ["fanout", "wide", "routing", "capacity"]
+ORDER = ["fanout", "fanout (EventSource)", "wide", "routing", "capacity"]
+
+
+def scenario_of(r: dict) -> str:
+    """The scenario's name, EventSource runs apart from the WebSocket ones."""
+    return r["scenario"] + (" (EventSource)" if r.get("subscribe") == "sse" else "")
 
 
 def load(paths: list[str]) -> list[dict]:
@@ -91,7 +96,7 @@ def capacity_table(by_target: dict, me: str) -> str:
 def report(rows: list[dict], me: str = "gogin") -> str:
     by_scen: dict = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        by_scen[r["scenario"]][r["target"]].append(r)
+        by_scen[scenario_of(r)][r["target"]].append(r)
     parts = []
     for scen in sorted(by_scen, key=lambda s: ORDER.index(s) if s in ORDER else 99):
         by_target = by_scen[scen]
@@ -121,12 +126,13 @@ def main(argv=None) -> int:
     if a.plots:
         from pathlib import Path
         from gogin.bench.cli import plot
-        for scen in dict.fromkeys(r["scenario"] for r in rows):
+        for scen in dict.fromkeys(scenario_of(r) for r in rows):
             if scen == "capacity":
                 continue                # one step per target: nothing to plot against rate
-            rs = [r for r in rows if r["scenario"] == scen]
+            rs = [r for r in rows if scenario_of(r) == scen]
             r0 = rs[0]
-            plot(rs, str(Path(a.plots) / f"{scen}.png"),
+            name = scen.replace(" (EventSource)", "-sse")
+            plot(rs, str(Path(a.plots) / f"{name}.png"),
                  f"{scen}: {r0['subscribers']:,} subscribers × {r0['channels']:,} channels, "
                  f"{r0['size']} B payloads")
     return 0
