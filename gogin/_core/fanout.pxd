@@ -102,6 +102,8 @@ cdef class Format:
     cdef bint _raw                 # template is exactly ~text~: the payload as it is
     cdef bint _needs_json
     cdef Frame *_ping_frame        # prebuilt ping, shared by every connection of this format
+    cdef public bint held          # used by a long-poll hold(): each of its connections takes
+                                   # one message, so its groups are never corked
 
     cdef Frame *render(self, Message *m) except? NULL
     cdef Frame *ping_frame(self)

@@ -487,7 +487,7 @@ cdef Py_ssize_t fanout_publish(FanoutState *st, Channel ch, list formats, Messag
         else:
             f = fmt.render(m)
             st.frames_built += 1
-        if g.n >= CORK_MIN and fmt.kind != FK_LONGPOLL:
+        if g.n >= CORK_MIN and fmt.kind != FK_LONGPOLL and not fmt.held:
             b = <Frame *>g.batch
             if b != NULL and b.len + f.len > CORK_MAX:
                 fanout_settle_group(st, g)          # a full batch leaves now, in order

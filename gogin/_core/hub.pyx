@@ -288,6 +288,10 @@ cdef class Connection:
             return False
         if head:
             hub._send_bytes(&self.c, head)
+        # a long-poll takes the first message only: its format must not batch several (JSONP
+        # holds with a stream format); the batch of this turn, if any, is settled first
+        hub._settle()
+        format.held = True
         self.c.state = CS_LONGPOLL
         self.c.flags |= CF_ONESHOT
         self._timeout_response = timeout_response

@@ -416,3 +416,26 @@ def test_corking_gives_one_iovec_per_subscriber(hub):
                                                                     for i in range(100)]
     finally:
         subs.close()
+
+
+def test_long_polls_on_a_stream_format_take_one_message_each(hub):
+    """JSONP long-polls hold with a (chunked) stream format: a group of them is never corked,
+    so each takes exactly the first message of the turn, wrapped in its head and footer."""
+    fmt = hub.format("stream", "<~text~>", chunked=True)
+    clients = []
+    try:
+        for _ in range(12):
+            a, b = socket.socketpair()
+            conn = hub.adopt_pending(a.detach())
+            assert conn.hold(["lp"], fmt, 5.0, b"TIMEOUT", head=b"HEAD|", footer=b"|FOOT")
+            clients.append(b)
+        assert hub.publish("lp", b"m1") == 12
+        hub.publish("lp", b"m2")
+        hub.flush()
+        for b in clients:
+            data = drain(b)
+            assert data.startswith(b"HEAD|") and data.endswith(b"|FOOT"), data
+            assert data.count(b"<m1>") == 1 and b"<m2>" not in data and b"TIMEOUT" not in data
+    finally:
+        for b in clients:
+            b.close()
