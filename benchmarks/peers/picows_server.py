@@ -19,9 +19,9 @@ One process, one event loop (uvloop when installed).  SIGTERM/SIGINT stop it cle
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 
+from _jsonpub import error_text, publish_items  # this folder (on sys.path)
 from picows import WSListener, WSMsgType, WSTransport, ws_create_server
 
 CHANNELS: dict[bytes, set[WSTransport]] = {}
@@ -67,29 +67,6 @@ class Publisher(WSListener):
             transport.disconnect()
 
 
-def _parse_item(item) -> tuple[str | None, list | None, bytes | None]:
-    """(error, channels, payload) of one JSON publish item."""
-    if not isinstance(item, dict):
-        return "each message is a JSON object", None, None
-    ids = item.get("id")
-    names = [ids] if isinstance(ids, str) else ids
-    if (not names or not isinstance(names, list)
-            or not all(isinstance(n, str) and n for n in names)):
-        return "id must be a channel id or a list of them", None, None
-    text = item.get("text")
-    if not isinstance(text, str) or not text:
-        return "text must be a non-empty string", None, None
-    try:
-        data = text.encode("utf-8")
-    except UnicodeEncodeError:   # lone surrogate escapes
-        return "text is not valid Unicode", None, None
-    return None, names, data
-
-
-def _error(transport: WSTransport, err: str, index: int) -> None:
-    transport.send(WSMsgType.TEXT, json.dumps({"error": err, "index": index}).encode())
-
-
 class JsonPublisher(WSListener):
     """The multi-channel JSON publisher (``/pub``)."""
 
@@ -97,16 +74,9 @@ class JsonPublisher(WSListener):
         mt = frame.msg_type
         if mt == WSMsgType.TEXT or mt == WSMsgType.BINARY:
             # Messages are assumed unfragmented (small benchmark payloads).
-            try:
-                doc = json.loads(frame.get_payload_as_bytes())
-            except (ValueError, RecursionError):
-                _error(transport, "message is not JSON", 0)
-                return
-            items = doc if isinstance(doc, list) else (doc,)
-            for i, item in enumerate(items):
-                err, names, data = _parse_item(item)
+            for i, err, names, data in publish_items(frame.get_payload_as_bytes()):
                 if err is not None:
-                    _error(transport, err, i)
+                    transport.send(WSMsgType.TEXT, error_text(err, i).encode())
                     continue
                 for name in names:
                     subs = CHANNELS.get(name.encode("utf-8", "surrogatepass"))

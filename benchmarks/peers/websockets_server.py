@@ -19,9 +19,9 @@ One process, one event loop (uvloop when installed).  SIGTERM/SIGINT stop it cle
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 
+from _jsonpub import error_text, publish_items  # this folder (on sys.path)
 from websockets.asyncio.server import broadcast, serve
 
 CHANNELS: dict[str, set] = {}
@@ -57,40 +57,14 @@ async def handler(ws) -> None:
         return
 
 
-def _parse_item(item) -> tuple[str | None, list | None, bytes | None]:
-    """(error, channels, payload) of one JSON publish item."""
-    if not isinstance(item, dict):
-        return "each message is a JSON object", None, None
-    ids = item.get("id")
-    names = [ids] if isinstance(ids, str) else ids
-    if (not names or not isinstance(names, list)
-            or not all(isinstance(n, str) and n for n in names)):
-        return "id must be a channel id or a list of them", None, None
-    text = item.get("text")
-    if not isinstance(text, str) or not text:
-        return "text must be a non-empty string", None, None
-    try:
-        data = text.encode("utf-8")
-    except UnicodeEncodeError:   # lone surrogate escapes
-        return "text is not valid Unicode", None, None
-    return None, names, data
-
-
 async def publish_json(ws) -> None:
     """The multi-channel JSON publisher (``/pub``)."""
     try:
         while True:
             msg = await ws.recv(decode=False)
-            try:
-                doc = json.loads(msg)
-            except (ValueError, RecursionError):
-                await ws.send(json.dumps({"error": "message is not JSON", "index": 0}))
-                continue
-            items = doc if isinstance(doc, list) else (doc,)
-            for i, item in enumerate(items):
-                err, names, data = _parse_item(item)
+            for i, err, names, data in publish_items(msg):
                 if err is not None:
-                    await ws.send(json.dumps({"error": err, "index": i}))
+                    await ws.send(error_text(err, i))
                     continue
                 for name in names:
                     subs = CHANNELS.get(name)

@@ -198,10 +198,6 @@ cdef bint find_stamp(const uint8_t *p, Py_ssize_t n, uint64_t *out) noexcept nog
     """Find '@gb:' + 16 hex digits in p[0:n]; *out = the stamp."""
     cdef const uint8_t *q = p
     cdef const uint8_t *end = p + n
-    # the usual case: the template is the payload as it is, so the marker comes first
-    if n >= MARKER_LEN + STAMP_DIGITS and p[0] == 64 and p[1] == 103 and p[2] == 98 \
-            and p[3] == 58 and gg_hex16(p + MARKER_LEN, out):
-        return True
     while end - q >= MARKER_LEN + STAMP_DIGITS:
         q = <const uint8_t *>memchr(q, 64, <size_t>(end - q - MARKER_LEN - STAMP_DIGITS + 1))
         if q is NULL:

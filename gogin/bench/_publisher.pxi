@@ -166,22 +166,21 @@ cdef inline Py_ssize_t put_decimal(char *dst, uint64_t v) noexcept nogil:
     return n
 
 
-cdef inline bint pub_due(PubState *p, uint64_t now) noexcept nogil:
-    """Message p.k exists and is due by `now`."""
-    cdef uint64_t due
-    if p.count:
-        if p.k >= p.count:
-            return False
-    due = p.t0 + <uint64_t>(<double>p.k * 1e9 / p.rate)
-    if not p.count and due >= p.end:
-        return False
-    return due <= now
+cdef inline uint64_t pub_due_at(PubState *p) noexcept nogil:
+    """When message p.k is due."""
+    return p.t0 + <uint64_t>(<double>p.k * 1e9 / p.rate)
 
 
 cdef inline bint pub_schedule_over(PubState *p) noexcept nogil:
+    """No message is left in the step."""
     if p.count:
         return p.k >= p.count
-    return p.t0 + <uint64_t>(<double>p.k * 1e9 / p.rate) >= p.end
+    return pub_due_at(p) >= p.end
+
+
+cdef inline bint pub_due(PubState *p, uint64_t now) noexcept nogil:
+    """Message p.k exists and is due by `now`."""
+    return not pub_schedule_over(p) and pub_due_at(p) <= now
 
 
 cdef void pub_flush(PubState *p, PubConn *c, gg_selector *sel, _ctl_fn mod) noexcept nogil:
@@ -420,7 +419,7 @@ cdef int pub_tick(PubState *p, uint64_t now, gg_selector *sel, _ctl_fn mod) noex
         return 20
     if pub_schedule_over(p):
         return 1
-    due = p.t0 + <uint64_t>(<double>p.k * 1e9 / p.rate)
+    due = pub_due_at(p)
     if due <= now:
         return 0 if made else 1          # blocked (pipeline full, backlog): wait for events
     # round up: a 0 ms wait would spin the loop until the message is due

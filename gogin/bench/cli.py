@@ -40,7 +40,6 @@ FD_RESERVE = 200             # fds kept for the interpreter, the publisher, the 
 SOURCE_SPAN = 5000          # connections per 127.0.0.x source address: connect() searches
                             # the ephemeral ports of its source address, and that search
                             # slows down as the range fills (19.8k from one address: 700/s)
-WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -121,22 +120,6 @@ def target_pids(t) -> list[int]:
     if hasattr(t, "pids"):
         return list(t.pids())
     return [t.pid] if getattr(t, "pid", None) else []
-
-
-def handshake(url: str, sse: bool = False) -> tuple[str, int, bytes]:
-    """(host, port, request) of a WebSocket upgrade, or of an EventSource GET."""
-    from urllib.parse import urlsplit
-    u = urlsplit(url)
-    path = (u.path or "/") + (f"?{u.query}" if u.query else "")
-    host, port = u.hostname, u.port or 80
-    if sse:
-        req = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-               f"Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n").encode()
-    else:
-        req = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-               f"Connection: Upgrade\r\nSec-WebSocket-Key: {WS_KEY}\r\n"
-               f"Sec-WebSocket-Version: 13\r\n\r\n").encode()
-    return host, port, req
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -297,7 +280,7 @@ def pin_self(cpu) -> None:
 
 async def bench_target(a, spec: str, rates: list[float], prog: Progress) -> tuple[dict, list]:
     from gogin.bench._loadclient import LoadClient
-    from gogin.bench.publisher import attach_publisher
+    from gogin.bench.publisher import attach_publisher, handshake
 
     nofile = raise_nofile()
     subs = a.subscribers

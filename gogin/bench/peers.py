@@ -271,6 +271,12 @@ class _PythonPeer(Peer):
         return True, ""
 
     @classmethod
+    def version(cls) -> str:
+        from importlib.metadata import version
+        return (f"{cls.module} {version(cls.module)}, Python "
+                f"{'.'.join(map(str, sys.version_info[:3]))}, {cls._loop_version()}")
+
+    @classmethod
     def _loop_version(cls) -> str:
         try:
             import uvloop
@@ -295,12 +301,6 @@ class WebsocketsPeer(_PythonPeer):
     module = "websockets"
     script = "websockets_server.py"
 
-    @classmethod
-    def version(cls) -> str:
-        import websockets
-        return (f"websockets {websockets.__version__}, Python "
-                f"{'.'.join(map(str, sys.version_info[:3]))}, {cls._loop_version()}")
-
 
 class PicowsPeer(_PythonPeer):
     """``picows`` with a naive ``for t in subscribers: t.send(...)`` loop."""
@@ -309,11 +309,6 @@ class PicowsPeer(_PythonPeer):
     module = "picows"
     script = "picows_server.py"
 
-    @classmethod
-    def version(cls) -> str:
-        from importlib.metadata import version
-        return (f"picows {version('picows')}, Python "
-                f"{'.'.join(map(str, sys.version_info[:3]))}, {cls._loop_version()}")
 
 
 # ---------------------------------------------------------------------------------------

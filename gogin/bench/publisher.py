@@ -1,4 +1,5 @@
-"""Publisher connections of gogin-bench: opened here (blocking, once), then handed to the C
+"""Connections of gogin-bench: the handshake requests of its subscribers, and the publisher
+connections, opened here (blocking, once), then handed to the C
 publisher inside the load client's loop (``LoadClient.pub_attach``, ``_publisher.pxi``), which
 owns the schedule, the framing and the acknowledgements.
 
@@ -52,13 +53,25 @@ def _connect(host: str, port: int) -> socket.socket:
     return s
 
 
-def _ws_open(url: str) -> socket.socket:
+def handshake(url: str, sse: bool = False) -> tuple[str, int, bytes]:
+    """(host, port, request) of a WebSocket upgrade, or of an EventSource GET (the load
+    client's subscribers use these too)."""
     host, port, path = split_url(url)
+    if sse:
+        req = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+               f"Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n").encode()
+    else:
+        req = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {WS_KEY}\r\n"
+               f"Sec-WebSocket-Version: 13\r\n\r\n").encode()
+    return host, port, req
+
+
+def _ws_open(url: str) -> socket.socket:
+    host, port, req = handshake(url)
     s = _connect(host, port)
     try:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {WS_KEY}\r\n"
-                  f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        s.sendall(req)
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = s.recv(4096)
