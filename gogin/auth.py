@@ -15,7 +15,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Optional
-from urllib.parse import parse_qsl, urlsplit, unquote
+from urllib.parse import unquote, unquote_plus, urlsplit
+
+from gogin.publish import GRANT_EXPLAIN
 
 log = logging.getLogger("gogin.auth")
 
@@ -118,14 +120,50 @@ class DecisionCache:
 
 
 def channels_from_accel_redirect(value: str) -> list[str]:
-    """X-Accel-Redirect: '/ws?channels=a/b' or '/sub/a/b' (the path's tail names them)."""
+    """X-Accel-Redirect: '/ws?channels=a/b' or '/sub/a/b' (the path's tail names them).
+
+    The value is split on '/' first and each piece percent-decoded after, so an encoded
+    separator ('/sub/a%2Fb') stays inside its id - which then fails validation as one id
+    instead of granting 'b'."""
     parts = urlsplit(value)
-    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    fields = {}
+    for field in parts.query.split("&"):
+        key, _, raw = field.partition("=")
+        fields[unquote_plus(key)] = raw
     for key in ("channels", "channel", "id"):
-        if query.get(key):
-            return [c for c in query[key].split("/") if c]
-    segments = [unquote(s) for s in parts.path.split("/") if s]
-    return segments[1:]
+        if fields.get(key):
+            return [unquote_plus(c, errors="strict") for c in fields[key].split("/") if c]
+    return [unquote(s, errors="strict") for s in parts.path.split("/") if s][1:]
+
+
+MAX_FAILURE_TEXT = 200          # characters of an exception's text kept in a log line
+
+
+def safe_url(url: str) -> str:
+    """A URL for the log: user and password (http://user:secret@host/) left out."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return parts._replace(netloc="***@" + netloc).geturl()
+
+
+def describe_failure(e: BaseException, secrets) -> str:
+    """What failed, for a log line, with no secret of the client in it.
+
+    Never the repr: aiohttp's ClientResponseError repr carries the whole request, with the
+    client's forwarded Cookie and Authorization.  The text is kept short, on one line, and
+    every credential value the client sent (as gogin forwarded it) is cut out of it, since a
+    hostile main server can echo them into an answer that fails to parse."""
+    text = " ".join(str(e).split())[:MAX_FAILURE_TEXT]
+    for value in secrets:
+        for piece in {value, *value.replace(";", " ").replace(",", " ").split()}:
+            if len(piece) >= 4:
+                text = text.replace(piece, "[redacted]")
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 class MainServerAuth:
@@ -182,10 +220,12 @@ class MainServerAuth:
                 data = await resp.read()
                 decision = self._decide(resp.status, resp.headers, data)
         except (asyncio.TimeoutError, OSError) as e:
-            log.warning("main server %s unreachable: %r", self.cfg.url, e)
+            log.warning("main server %s unreachable: %s", safe_url(self.cfg.url),
+                        describe_failure(e, req.headers.values()))
             return Decision.deny(503, explain="Main server unavailable.")
         except Exception as e:       # aiohttp.ClientError and friends: fail closed
-            log.warning("main server %s failed: %r", self.cfg.url, e)
+            log.warning("main server %s failed: %s", safe_url(self.cfg.url),
+                        describe_failure(e, req.headers.values()))
             return Decision.deny(503, explain="Main server unavailable.")
         if self.cache is not None:
             self.cache.put(self._cache_key(req), decision)
@@ -198,7 +238,10 @@ class MainServerAuth:
         user = headers.get("X-Gogin-User")
         accel = headers.get("X-Accel-Redirect")
         if accel:
-            channels = channels_from_accel_redirect(accel)
+            try:
+                channels = channels_from_accel_redirect(accel)
+            except UnicodeDecodeError:       # invalid UTF-8 is no channel id
+                return Decision.deny(502, explain=GRANT_EXPLAIN)
         else:
             try:
                 doc = json.loads(data or b"null")
@@ -206,7 +249,7 @@ class MainServerAuth:
                 doc = None
             if not isinstance(doc, dict) or not isinstance(doc.get("channels"), list):
                 return Decision.deny(502, explain="Main server answer has no channel list.")
-            channels = [str(c) for c in doc["channels"]]
+            channels = doc["channels"]       # validated, one id each, by parse_granted
             if doc.get("user") is not None:
                 user = str(doc["user"])
         if not channels:
@@ -243,7 +286,8 @@ class MainServerAuth:
                     return PublishDecision.as_is(channels)
                 return PublishDecision.reject(resp.status)
         except Exception as e:       # timeout, connection error: never publish unauthorized
-            log.warning("publish callback %s failed: %r", self.cfg.publish_url, e)
+            log.warning("publish callback %s failed: %s", safe_url(self.cfg.publish_url),
+                        describe_failure(e, req.headers.values()))
             return PublishDecision.reject(503)
 
 

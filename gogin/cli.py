@@ -9,6 +9,7 @@ import signal
 import sys
 
 from gogin import __version__
+from gogin.auth import safe_url
 from gogin.config import ConfigError, load
 
 log = logging.getLogger("gogin")
@@ -77,7 +78,7 @@ async def run(cfg) -> int:
         what = c.role if c.role != "subscriber" else f"subscriber/{c.mode} channels from {c.channels}"
         log.info("  %-20s %s%s", c.path, what, "" if c.public else " (allowed networks only)")
     if cfg.auth.url:
-        log.info("main server: subscribe callback %s", cfg.auth.url)
+        log.info("main server: subscribe callback %s", safe_url(cfg.auth.url))
     else:
         log.info("main server: none configured (public locations answer 503)")
     if demo is not None:

@@ -24,7 +24,7 @@ from gogin._core import Opcode
 from gogin.auth import PublishRequest, SubscribeRequest
 from gogin.publish import (
     DELETED_TEXT, GAP_TEXT, HttpError, channel_info_of, check_channel_id,
-    check_subscription, is_text, parse_channel_path,
+    check_subscription, is_text, parse_channel_path, parse_granted,
 )
 from gogin import stats
 
@@ -409,7 +409,10 @@ class SubscriberLocation(Location):
                     raise HttpError(decision.status, decision.explain)
                 hdrs = [("Content-Type", decision.content_type)] if decision.content_type else []
                 return self.server.respond(conn, decision.status, hdrs + NO_CACHE, decision.body)
-            refs = parse_channel_path("/".join(decision.channels), self.server.config.limits)
+            try:
+                refs = parse_granted(decision.channels, self.server.config.limits)
+            except HttpError as e:   # a broken grant is a broken answer: no upgrade, as a 502
+                return self.server.error(conn, e)
             # backtrack: the main server's .bN, else the one the client asked for
             self._start(conn, req, key, [r.name for r in refs],
                         ClientState(self, user=decision.user, credentials=headers),

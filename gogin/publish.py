@@ -51,6 +51,7 @@ def parse_channel_path(tail: str, limits, *, allow_backtrack=True) -> list[Chann
 
 
 def check_channel_id(name: str, limits) -> None:
+    """One channel id, as every location and the main server's grants must give it."""
     if not name:
         raise HttpError(400, "No channel id provided.")
     if name == "ALL" or "*" in name:
@@ -59,6 +60,42 @@ def check_channel_id(name: str, limits) -> None:
         raise HttpError(400, "Channel id is too large.")
     if any(ord(c) < 0x20 or c == "\x7f" for c in name):
         raise HttpError(400, "Channel id has control characters.")
+    # '/' separates ids in paths and ?id= lists, so an id holding one could never be named
+    # alone; '.' and '..' are what a proxy in front normalizes away from a path
+    if "/" in name or name in (".", ".."):
+        raise HttpError(400, "Invalid channel id.")
+    if not name.isascii():
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:           # a lone surrogate, e.g. "\ud800" from JSON
+            raise HttpError(400, "Channel id is not valid UTF-8.") from None
+
+
+GRANT_EXPLAIN = "Main server granted an invalid channel id."
+
+
+def parse_granted(ids, limits) -> list[ChannelRef]:
+    """The channels a main server granted: each item is one channel id, exactly (a trailing
+    .bN asks for backtrack, as on a path).  Nothing is split again: a grant of "a/b" is not
+    "a" and "b".  Any item that is no valid id fails the whole grant with a 502."""
+    if not isinstance(ids, (list, tuple)):
+        raise HttpError(502, GRANT_EXPLAIN)
+    refs = []
+    for item in ids:
+        if not isinstance(item, str):
+            raise HttpError(502, GRANT_EXPLAIN)
+        name, backtrack = item, 0
+        m = BACKTRACK.match(item)
+        if m:
+            name, backtrack = m.group(1), int(m.group(2))
+        try:
+            check_channel_id(name, limits)
+        except HttpError:
+            raise HttpError(502, GRANT_EXPLAIN) from None
+        refs.append(ChannelRef(name, backtrack))
+    if not refs:
+        raise HttpError(403, "Main server gave no channels.")
+    return refs
 
 
 def check_subscription(hub: Hub, names: list[str], limits) -> None:

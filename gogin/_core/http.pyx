@@ -108,8 +108,9 @@ cdef class Request:
         return [v for k, v in self.headers if k == name]
 
     def query_params(self):
-        """Query string as a dict (percent-decoded, blank values kept, last value wins)."""
-        return dict(parse_qsl(self.query, keep_blank_values=True))
+        """Query string as a dict (percent-decoded, blank values kept, last value wins).  The
+        parser refused a query that does not decode to UTF-8, so strict decoding never fails."""
+        return dict(parse_qsl(self.query, keep_blank_values=True, errors="strict"))
 
     def __repr__(self):
         return (f"<Request {self.method} {self.target!r} HTTP/{self.version // 10}.{self.version % 10}"
@@ -117,9 +118,11 @@ cdef class Request:
                 f" content_length={self.content_length}>")
 
 
-cdef str _decode_path(const unsigned char *p, Py_ssize_t n, HeadResult *res):
+cdef str _decode_path(const unsigned char *p, Py_ssize_t n, HeadResult *res,
+                      const char *explain="Invalid request path.", bint nul_ok=False):
     # urllib.parse.unquote semantics (%XX → byte, malformed escapes kept as is), but strict:
-    # a decoded NUL or invalid UTF-8 is an error (None returned, res set to 400).
+    # invalid UTF-8, or a decoded NUL unless nul_ok, is an error (None returned, res set to
+    # 400, explain).
     cdef const unsigned char *pct = <const unsigned char *>memchr(p, b'%', n)
     if pct == NULL:
         return PyUnicode_DecodeASCII(<const char *>p, n, NULL)   # target is ASCII-checked
@@ -141,8 +144,8 @@ cdef str _decode_path(const unsigned char *p, Py_ssize_t n, HeadResult *res):
                 lo = _HEX[p[i + 2]]
                 if hi >= 0 and lo >= 0:
                     c = <unsigned char>((hi << 4) | lo)
-                    if c == 0:
-                        _fail(res, 400, "Invalid request path.")
+                    if c == 0 and not nul_ok:
+                        _fail(res, 400, explain)
                         return None
                     out[j] = c
                     j += 1
@@ -154,7 +157,7 @@ cdef str _decode_path(const unsigned char *p, Py_ssize_t n, HeadResult *res):
         try:
             result = PyUnicode_DecodeUTF8(<const char *>out, j, NULL)
         except UnicodeDecodeError:
-            _fail(res, 400, "Invalid request path.")
+            _fail(res, 400, explain)
             return None
         return result
     finally:
@@ -392,6 +395,15 @@ cdef Request parse_head(const unsigned char *buf, Py_ssize_t n, Py_ssize_t max_h
     else:
         path = _decode_path(buf + pth_s, pth_e - pth_s, res)
         if path is None:
+            return None
+
+    # The query must decode to UTF-8 as the path must (a NUL is left to the checks of each
+    # value: channel ids refuse control characters): query_params() decodes it strictly, and
+    # '%ff' and '%fe%fd' must not both become U+FFFD - the same id twice.  Checking the
+    # decoded whole is the same as checking each key and value: '&', '=' and '+' are ASCII,
+    # which no multi-byte sequence can straddle.
+    if qe > qs and memchr(buf + qs, b'%', qe - qs) != NULL:
+        if _decode_path(buf + qs, qe - qs, res, "Invalid query string.", True) is None:
             return None
 
     cdef Request r = Request.__new__(Request)

@@ -103,6 +103,8 @@ def test_query_and_fragment():
     assert req.query_params() == {"b": "2", "c": "", "d": "A"}
     req, _ = ok(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n")
     assert req.query == "" and req.query_params() == {}
+    req, _ = ok(b"GET /pub?id=caf%C3%A9/%E2%82%AC&x=a+b%zz HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert req.query_params() == {"id": "caf\u00e9/\u20ac", "x": "a b%zz"}
 
 
 @pytest.mark.parametrize("raw, path", [
@@ -224,6 +226,10 @@ def H(*lines, version=b"HTTP/1.1", req=b"GET /"):
     (H(b"Host: h", req=b"GET /a%00b"), 400, "Invalid request path."),
     (H(b"Host: h", req=b"GET /%C3%28"), 400, "Invalid request path."),
     (H(b"Host: h", req=b"GET /%ED%A0%80"), 400, "Invalid request path."),   # surrogate
+    # the query decodes to UTF-8 too: '%ff' and '%fe%fd' were both read as U+FFFD (one id)
+    (H(b"Host: h", req=b"GET /pub?id=%ff"), 400, "Invalid query string."),
+    (H(b"Host: h", req=b"GET /pub?id=%fe%fd"), 400, "Invalid query string."),
+    (H(b"Host: h", req=b"GET /pub?a=1&id=ok%C3%28"), 400, "Invalid query string."),
     # line endings / control characters
     (b"GET / HTTP/1.1\nHost: h\n\n", 400, "Bare LF in request head."),
     (b"GET / HTTP/1.1\r\nHost: h\n\r\n", 400, "Bare LF in request head."),

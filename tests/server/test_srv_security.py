@@ -1,0 +1,191 @@
+"""Security regressions (issue 13): what a hostile main server, publisher or client could do
+to gogin before, each tested against a real gogin-server process and real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from aiohttp import web
+from websockets.exceptions import InvalidStatus
+from yarl import URL
+
+from gogin_e2e import explain_of, publish, ws_connect
+
+CREDS = {"Cookie": "session=c00kie-s3cret; theme=dark", "Authorization": "Bearer t0ken-s3cret"}
+SECRETS = ("c00kie-s3cret", "t0ken-s3cret")
+GRANT_EXPLAIN = "Main server granted an invalid channel id."
+
+
+async def ws_refused(url, headers=None):
+    """(status, explain) of a WebSocket handshake refused with an HTTP answer: what gogin
+    does when the main server's answer is broken or missing, as for any denial."""
+    with pytest.raises(InvalidStatus) as exc:
+        async with ws_connect(url, additional_headers=headers or {}):
+            pass
+    return exc.value.response.status_code, explain_of(exc.value.response.headers)
+
+
+async def channel_subscribers(http, g, name) -> int:
+    async with http.get(f"{g.base}/channels-stats?id={name}") as r:
+        if r.status == 404:
+            return 0
+        return int(json.loads(await r.read())["subscribers"])
+
+
+async def total_subscribers(http, g) -> int:
+    async with http.get(f"{g.base}/channels-stats") as r:
+        return int(json.loads(await r.read())["subscribers"])
+
+
+# -- 1. a granted id is one channel, exactly ------------------------------------------------
+
+BAD_GRANTS = [
+    ["a/b"],                 # was: subscribed to 'a' and 'b'
+    ["user/../admin"],       # was: granted 'admin'
+    [None, True, {"a": 1}],  # was: channels named "None", "True", "{'a': 1}"
+    ["ok", "a/b"],           # one bad id fails the whole grant
+    [".."],
+    ["ctl\x01"],
+    ["\ud800"],              # a lone surrogate: not UTF-8
+]
+
+
+@pytest.mark.parametrize("grant", BAD_GRANTS, ids=repr)
+async def test_invalid_json_grant_is_502_and_subscribes_nothing(gogin_factory, main_server,
+                                                                 http, grant):
+    async def handler(request):
+        return web.Response(status=200, content_type="application/json",
+                            text=json.dumps({"channels": grant}))
+    main_server.on_subscribe = handler
+    g = gogin_factory({"auth": main_server.auth_config()})
+    assert await ws_refused(f"{g.ws}/subscribe/", CREDS) == (502, GRANT_EXPLAIN)
+    async with http.get(f"{g.base}/subscribe-ev/", headers=CREDS) as r:
+        assert r.status == 502
+        assert explain_of(r.headers) == GRANT_EXPLAIN
+    for name in ("a", "b", "admin", "user", "ok", "None", "True"):
+        assert await channel_subscribers(http, g, name) == 0, name
+    assert await total_subscribers(http, g) == 0
+
+
+@pytest.mark.parametrize("redirect", ["/sub/a%2Fb", "/ws?channels=a%2Fb", "/sub/user/%2E%2E",
+                                      "/sub/%ff", "/ws?channels=ok/%fe%fd"])
+async def test_invalid_accel_redirect_grant_is_502(gogin_factory, main_server, http, redirect):
+    async def handler(request):
+        return web.Response(status=200, headers={"X-Accel-Redirect": redirect})
+    main_server.on_subscribe = handler
+    g = gogin_factory({"auth": main_server.auth_config()})
+    assert await ws_refused(f"{g.ws}/subscribe/", CREDS) == (502, GRANT_EXPLAIN)
+    assert await total_subscribers(http, g) == 0
+
+
+async def test_valid_grants_still_subscribe_one_channel_each(gogin_factory, main_server, http):
+    main_server.on_subscribe = main_server.allow(["a.b", "x-y_z", "é"])
+    g = gogin_factory({"auth": main_server.auth_config()})
+    async with ws_connect(f"{g.ws}/subscribe/", additional_headers=CREDS) as ws:
+        for name in ("a.b", "x-y_z", "é"):
+            status, _, _ = await publish(http, g.base, name, f"to {name}")
+            assert status == 200
+            doc = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert (doc["channel"], doc["text"]) == (name, f"to {name}")
+        assert await channel_subscribers(http, g, "a") == 0
+        assert await total_subscribers(http, g) == 3
+
+
+# -- 2. no client credential in the log -------------------------------------------------------
+
+BROKEN_ANSWERS = [
+    b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n",              # unparsable head
+    b"garbage\r\n\r\n",                                              # no status line
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",  # bad chunk
+    b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab",              # cut short
+    # a hostile main server echoing the credentials into a header that fails to parse
+    b"HTTP/1.1 200 OK\r\nX-Echo session=c00kie-s3cret Bearer t0ken-s3cret: 1\r\n\r\n",
+]
+
+
+async def broken_main_server(answers):
+    """A raw TCP 'main server' that answers each callback with the next broken answer."""
+    it = iter(answers * 4)
+
+    async def handle(reader, writer):
+        try:
+            await asyncio.wait_for(reader.read(65536), 5)
+            writer.write(next(it))
+            await writer.drain()
+        finally:
+            writer.close()
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+async def test_no_credentials_in_the_log_when_the_answer_is_broken(gogin_factory, http):
+    srv = await broken_main_server(BROKEN_ANSWERS)
+    port = srv.sockets[0].getsockname()[1]
+    base = f"http://127.0.0.1:{port}/auth"
+    try:
+        g = gogin_factory({
+            "server": {"log_level": "debug"},
+            "auth": {"url": f"{base}/subscribe", "publish_url": f"{base}/publish"},
+            "locations": [{"path": "/subscribe/", "role": "subscriber", "mode": "websocket",
+                           "channels": "main_server", "public": True}],
+        })
+        for _ in BROKEN_ANSWERS:
+            assert await ws_refused(f"{g.ws}/subscribe/", CREDS) == \
+                (503, "Main server unavailable.")
+        log = g.log()
+        assert log.count("main server") >= len(BROKEN_ANSWERS), log
+        for secret in SECRETS:
+            assert secret not in log, f"{secret!r} reached the log:\n{log}"
+    finally:
+        srv.close()
+
+
+async def test_no_credentials_in_the_log_when_the_publish_callback_breaks(gogin_factory,
+                                                                          main_server, http):
+    srv = await broken_main_server(BROKEN_ANSWERS)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        main_server.on_subscribe = main_server.allow(["room"])
+        g = gogin_factory({
+            "server": {"log_level": "debug"},
+            "auth": {"url": main_server.url,
+                     "publish_url": f"http://127.0.0.1:{port}/auth/publish"},
+            "locations": [{"path": "/subscribe/", "role": "subscriber", "mode": "websocket",
+                           "channels": "main_server", "public": True,
+                           "client_publish": "main_server"}],
+        })
+        async with ws_connect(f"{g.ws}/subscribe/", additional_headers=CREDS) as ws:
+            for i, _ in enumerate(BROKEN_ANSWERS):
+                await ws.send(f"message {i}")
+                doc = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                assert doc == {"error": "publish rejected", "status": 503}
+        log = g.log()
+        assert log.count("publish callback") >= len(BROKEN_ANSWERS), log
+        for secret in SECRETS:
+            assert secret not in log, f"{secret!r} reached the log:\n{log}"
+    finally:
+        srv.close()
+
+
+# -- 10. invalid UTF-8 in a channel id is a 400 on every location -----------------------------
+
+async def test_invalid_utf8_ids_are_refused_everywhere(gogin, http):
+    g = gogin
+    async with ws_connect(f"{g.ws}/ws/%EF%BF%BD") as ws:       # U+FFFD itself is a valid id
+        for target in ("/pub?id=%ff", "/pub?id=%fe%fd", "/pub?id=ok/%ff"):
+            async with http.post(URL(f"{g.base}{target}", encoded=True), data=b"collide") as r:
+                assert r.status == 400, target
+                assert explain_of(r.headers) == "Invalid query string."
+        for target in ("/sub/%ff", "/ws/%fe%fd", "/lp/%ff"):
+            async with http.get(URL(f"{g.base}{target}", encoded=True)) as r:
+                assert r.status == 400, target
+                assert explain_of(r.headers) == "Invalid request path."
+        for target in ("/channels-stats?id=%ff", "/subscribe-ev/?x=%C3%28", "/lp/a?tag=%ff"):
+            async with http.get(URL(f"{g.base}{target}", encoded=True)) as r:
+                assert r.status == 400, target
+                assert explain_of(r.headers) == "Invalid query string."
+        status, _, _ = await publish(http, g.base, "\ufffd", "to U+FFFD")
+        assert status == 200
+        doc = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert (doc["channel"], doc["text"]) == ("\ufffd", "to U+FFFD")
