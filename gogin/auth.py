@@ -166,11 +166,38 @@ def describe_failure(e: BaseException, secrets) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
+BAD_STATUS_EXPLAIN = "Main server answer has an invalid status."
+TOO_LARGE_EXPLAIN = "Main server answer is too large."
+
+
+def valid_status(status: int) -> bool:
+    """A final status gogin can act on.  A 1xx (a 101 above all) relayed to the client as its
+    final answer would be a lie: no protocol switch happened between gogin and the client."""
+    return 200 <= status <= 599
+
+
+async def read_capped(resp, cap: int) -> Optional[bytes]:
+    """The answer's body, or None once it is longer than cap bytes: read in chunks and
+    abandoned past the cap (the connection is dropped, not drained), so a hostile or broken
+    main server makes gogin hold at most cap bytes, whatever it sends (or decompresses to)."""
+    if resp.content_length is not None and resp.content_length > cap:
+        return None
+    buf = bytearray()
+    async for chunk in resp.content.iter_chunked(65536):
+        buf += chunk
+        if len(buf) > cap:
+            resp.close()
+            return None
+    return bytes(buf)
+
+
 class MainServerAuth:
     """HTTP callbacks to the main server (auth.url, auth.publish_url)."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, max_message_size: int = 1 << 20):
         self.cfg = cfg
+        # what the publish callback may answer: a replacement message, as large as a message
+        self.max_publish_answer = max(cfg.max_answer_size, max_message_size)
         self.session = None
         self.cache = DecisionCache(cfg.cache_ttl, cfg.cache_size) if cfg.cache_ttl > 0 else None
         self.calls = 0
@@ -217,7 +244,11 @@ class MainServerAuth:
         try:
             async with self.session.post(self.cfg.url, data=body, headers=headers,
                                          allow_redirects=False) as resp:
-                data = await resp.read()
+                if not valid_status(resp.status):
+                    return Decision.deny(502, explain=BAD_STATUS_EXPLAIN)
+                data = await read_capped(resp, self.cfg.max_answer_size)
+                if data is None:
+                    return Decision.deny(502, explain=TOO_LARGE_EXPLAIN)
                 decision = self._decide(resp.status, resp.headers, data)
         except (asyncio.TimeoutError, OSError) as e:
             log.warning("main server %s unreachable: %s", safe_url(self.cfg.url),
@@ -272,7 +303,11 @@ class MainServerAuth:
         try:
             async with self.session.post(self.cfg.publish_url, data=req.payload, headers=headers,
                                          allow_redirects=False) as resp:
-                data = await resp.read()
+                if not valid_status(resp.status):
+                    return PublishDecision.reject(502)
+                data = await read_capped(resp, self.max_publish_answer)
+                if data is None:
+                    return PublishDecision.reject(502)
                 target = resp.headers.get("X-Gogin-Channels")
                 channels = [c for c in target.split("/") if c] if target else None
                 # Nchan's upstream-request semantics (PROTOCOL.md §5)

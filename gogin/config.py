@@ -72,6 +72,8 @@ class Auth(_Section):
     timeout: float = 5.0
     cache_ttl: float = 0.0                       # 0: no decision cache
     cache_size: int = 10000
+    max_answer_size: int = 65536                 # bytes of a subscribe answer (and of a
+                                                 # denial's body); read past it: 502
     forward_headers: list[str] = msgspec.field(default_factory=lambda: [
         "cookie", "authorization", "user-agent", "origin", "x-forwarded-for", "x-real-ip"])
 
@@ -144,7 +146,8 @@ class Config(_Section):
             "max_head_size", "max_headers", "max_body_size", "max_message_size",
             "max_backpressure", "header_timeout", "keepalive_timeout", "max_channel_id_length",
             "max_number_of_channels")]
-        positive += [("auth.timeout", self.auth.timeout)]
+        positive += [("auth.timeout", self.auth.timeout),
+                     ("auth.max_answer_size", self.auth.max_answer_size)]
         if not 0 <= self.server.flush_pacing <= 10:
             raise ConfigError("server.flush_pacing: must be in [0, 10], not "
                               f"{self.server.flush_pacing!r}")

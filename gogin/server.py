@@ -44,7 +44,7 @@ class Server:
         self.hub.set_history(lim.max_messages_stored_per_channel, lim.message_ttl,
                              lim.max_stored_bytes)
         if auth is None:
-            auth = MainServerAuth(self.config.auth)
+            auth = MainServerAuth(self.config.auth, self.config.limits.max_message_size)
         elif not hasattr(auth, "subscribe"):
             raise TypeError("auth must have subscribe()/publish() coroutines (CallableAuth)")
         self.auth = auth

@@ -11,7 +11,7 @@ from aiohttp import web
 from websockets.exceptions import InvalidStatus
 from yarl import URL
 
-from gogin_e2e import explain_of, publish, ws_connect
+from gogin_e2e import explain_of, publish, rss_bytes, ws_connect
 
 CREDS = {"Cookie": "session=c00kie-s3cret; theme=dark", "Authorization": "Bearer t0ken-s3cret"}
 SECRETS = ("c00kie-s3cret", "t0ken-s3cret")
@@ -189,3 +189,79 @@ async def test_invalid_utf8_ids_are_refused_everywhere(gogin, http):
         assert status == 200
         doc = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert (doc["channel"], doc["text"]) == ("\ufffd", "to U+FFFD")
+
+
+# -- 6. the main server's answer is read up to auth.max_answer_size ----------------------------
+
+BIG = 50 << 20                   # what a broken main server sends
+CHUNK = b"x" * 65536
+
+
+async def test_huge_main_server_answer_is_cut_at_the_cap(gogin_factory, main_server, http):
+    sent = [0]
+
+    async def endless(request):      # no Content-Length: gogin learns the size by reading
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        try:
+            await resp.write(b'{"channels": ["a"], "pad": "')
+            while sent[0] < BIG:
+                await resp.write(CHUNK)
+                sent[0] += len(CHUNK)
+        except (ConnectionError, RuntimeError):
+            pass                     # gogin hung up: what the cap is for
+        return resp
+
+    async def announced(request):    # a Content-Length over the cap: refused before reading
+        return web.Response(status=403, body=b"y" * (200 << 10))
+
+    main_server.on_subscribe = endless
+    g = gogin_factory({"auth": main_server.auth_config(max_answer_size=32768)})
+    rss0 = rss_bytes(g.proc.pid)
+    for _ in range(3):
+        assert await ws_refused(f"{g.ws}/subscribe/", CREDS) == \
+            (502, "Main server answer is too large.")
+    assert sent[0] < BIG, "gogin read the whole answer"
+    main_server.on_subscribe = announced
+    async with http.get(f"{g.base}/subscribe-ev/") as r:
+        assert (r.status, explain_of(r.headers)) == (502, "Main server answer is too large.")
+    grown = rss_bytes(g.proc.pid) - rss0
+    assert grown < 16 << 20, f"RSS grew by {grown >> 20} MiB"
+
+
+async def test_answers_under_the_cap_still_work(gogin_factory, main_server, http):
+    many = [f"channel-{i:04d}" for i in range(100)]          # ~1.5 KB of JSON
+    main_server.on_subscribe = main_server.allow(many)
+    g = gogin_factory({"auth": main_server.auth_config(max_answer_size=4096)})
+    async with ws_connect(f"{g.ws}/subscribe/", additional_headers=CREDS) as ws:
+        status, _, _ = await publish(http, g.base, "channel-0099", "last")
+        assert status == 200
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))["text"] == "last"
+
+
+# -- 7. a 1xx (or any status outside 200-599) from the main server is a 502 --------------------
+
+ODD_STATUSES = [
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    b"HTTP/1.1 199 Odd\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 600 Odd\r\nContent-Length: 0\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("answer", ODD_STATUSES, ids=lambda a: a[9:12].decode())
+async def test_odd_main_server_status_is_502(gogin_factory, http, answer):
+    srv = await broken_main_server([answer])
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        g = gogin_factory({"auth": {"url": f"http://127.0.0.1:{port}/auth/subscribe"}})
+        expected = (502, "Main server answer has an invalid status.")
+        if answer.startswith(b"HTTP/1.1 199"):
+            # aiohttp reads a 1xx other than 101 as informational and waits for the final
+            # answer, which never comes: the connection ends, gogin fails closed
+            expected = (503, "Main server unavailable.")
+        assert await ws_refused(f"{g.ws}/subscribe/", CREDS) == expected
+        for path in ("/subscribe-ev/", "/subscribe-lp/"):
+            async with http.get(f"{g.base}{path}") as r:
+                assert (r.status, explain_of(r.headers)) == expected, path
+    finally:
+        srv.close()
