@@ -17,7 +17,7 @@ from typing import Literal, Optional
 import msgspec
 
 DEFAULT_TEMPLATE = ('{"id":~id~,"channel":"~channel-json~","text":"~text-json~",'
-                    '"tag":"~tag~","time":"~time~","eventid":"~event-id~"}')
+                    '"tag":"~tag~","time":"~time~","eventid":"~event-id-json~"}')
 
 
 class ConfigError(Exception):

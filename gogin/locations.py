@@ -24,7 +24,7 @@ from gogin._core import Opcode
 from gogin.auth import PublishRequest, SubscribeRequest
 from gogin.publish import (
     DELETED_TEXT, GAP_TEXT, HttpError, channel_info_of, check_channel_id,
-    check_subscription, is_text, parse_channel_path, parse_granted,
+    check_subscription, event_field_error, is_text, parse_channel_path, parse_granted,
 )
 from gogin import stats
 
@@ -185,9 +185,14 @@ class PublisherLocation(Location):
         if self.server.is_events_channel(names):
             raise HttpError(403, "Channel id not authorized for this method.")
         binary = not is_text(body, req.get("content-type"))
+        event_id, event_type = req.get("event-id"), req.get("event-type")
+        err = event_field_error("Event-Id", event_id) or \
+            event_field_error("Event-Type", event_type)
+        if err:
+            raise HttpError(400, err)
         for n in names:
-            self.server.publish(n, body, event_id=req.get("event-id"),
-                                event_type=req.get("event-type"), binary=binary)
+            self.server.publish(n, body, event_id=event_id, event_type=event_type,
+                                binary=binary)
         if not self.cfg.channel_info_on_publish:
             return self.server.respond(conn, 200, NO_CACHE)
         self._answer_info(conn, names)
@@ -271,6 +276,10 @@ class PublisherLocation(Location):
             return "id must be a channel id or a list of them"
         if not isinstance(text, str) or not text:
             return "text must be a non-empty string"
+        err = event_field_error("event_id", event_id) or \
+            event_field_error("event_type", event_type)
+        if err:
+            return err
         known = self._checked_ids
         try:
             for n in names:

@@ -71,6 +71,19 @@ def check_channel_id(name: str, limits) -> None:
             raise HttpError(400, "Channel id is not valid UTF-8.") from None
 
 
+def event_field_error(label: str, value) -> Optional[str]:
+    """Why an event id or type cannot be published, or None.  A CR or LF would end the
+    EventSource field it is written into and forge the lines after it (an `id: x\ndata: ...`
+    of the publisher's choosing); JSON templates escape them with ~event-id-json~."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return f"{label} must be a string."
+    if "\r" in value or "\n" in value:
+        return f"{label} must not contain CR or LF."
+    return None
+
+
 GRANT_EXPLAIN = "Main server granted an invalid channel id."
 
 

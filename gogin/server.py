@@ -14,7 +14,9 @@ from gogin._core import Hub
 from gogin.auth import CallableAuth, MainServerAuth
 from gogin.config import Config, parse_listen
 from gogin import locations as _locations
-from gogin.publish import DELETED_ID, HttpError, group_info, is_text, json_str
+from gogin.publish import (
+    DELETED_ID, HttpError, event_field_error, group_info, is_text, json_str,
+)
 from gogin import stats
 
 log = logging.getLogger("gogin.server")
@@ -108,6 +110,10 @@ class Server:
         UTF-8, RFC 6455 §5.6), everything else as text."""
         if isinstance(payload, str):
             payload = payload.encode("utf-8")
+        err = event_field_error("event_id", event_id) or \
+            event_field_error("event_type", event_type)
+        if err:
+            raise ValueError(err)
         if binary is None:
             binary = not is_text(payload, None)
         self.ensure_channels((channel,))

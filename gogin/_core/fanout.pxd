@@ -81,8 +81,14 @@ cdef struct Message:
     Py_ssize_t channel_len
     const unsigned char *channel_json
     Py_ssize_t channel_json_len
-    unsigned char *text_json   # JSON-escaped payload, computed on first need (owned by publish)
+    # JSON-escaped copies for the ~*-json~ tokens, computed on first need by a format that
+    # uses them and freed by message_release() (owned by whoever built the Message)
+    unsigned char *text_json
     Py_ssize_t text_json_len
+    unsigned char *event_id_json
+    Py_ssize_t event_id_json_len
+    unsigned char *event_type_json
+    Py_ssize_t event_type_json_len
 
 
 @cython.final
@@ -100,7 +106,8 @@ cdef class Format:
     cdef Py_ssize_t *_len          # literal length
     cdef int _nseg
     cdef bint _raw                 # template is exactly ~text~: the payload as it is
-    cdef bint _needs_json
+    cdef bint _needs_json          # the template has ~text-json~
+    cdef bint _needs_meta_json     # ... ~event-id-json~ or ~event-type-json~
     cdef Frame *_ping_frame        # prebuilt ping, shared by every connection of this format
     cdef public bint held          # used by a long-poll hold(): each of its connections takes
                                    # one message, so its groups are never corked
@@ -130,6 +137,8 @@ cdef struct FanoutState:
     iovec iov[1024]            # scratch for the flush (IOV_MAX on Linux)
 
 
+# Free the escaped copies a render made of m's fields (the fields themselves are borrowed).
+cdef void message_release(Message *m) noexcept nogil
 cdef void fanout_init(FanoutState *st) noexcept nogil
 cdef void mark_dirty(FanoutState *st, Conn *c) noexcept nogil
 cdef void mark_post(FanoutState *st, Conn *c, unsigned int why) noexcept nogil

@@ -35,12 +35,15 @@ cdef enum Token:
     TOKEN_EVENT_ID = 8
     TOKEN_EVENT_TYPE = 9
     TOKEN_SIZE = 10
+    TOKEN_EVENT_ID_JSON = 11
+    TOKEN_EVENT_TYPE_JSON = 12
 
 TOKENS = {
     b"~id~": TOKEN_ID, b"~text~": TOKEN_TEXT, b"~text-json~": TOKEN_TEXT_JSON,
     b"~channel~": TOKEN_CHANNEL, b"~channel-json~": TOKEN_CHANNEL_JSON, b"~time~": TOKEN_TIME,
     b"~tag~": TOKEN_TAG, b"~event-id~": TOKEN_EVENT_ID, b"~event-type~": TOKEN_EVENT_TYPE,
-    b"~size~": TOKEN_SIZE,
+    b"~size~": TOKEN_SIZE, b"~event-id-json~": TOKEN_EVENT_ID_JSON,
+    b"~event-type-json~": TOKEN_EVENT_TYPE_JSON,
 }
 
 KINDS = {"websocket": FK_WEBSOCKET, "eventsource": FK_EVENTSOURCE, "stream": FK_STREAM,
@@ -165,12 +168,15 @@ cdef class Format:
         if self._seg == NULL or self._off == NULL or self._len == NULL:
             raise MemoryError()
         self._needs_json = False
+        self._needs_meta_json = False
         for k, (kind, off, ln) in enumerate(segs):
             self._seg[k] = kind
             self._off[k] = off
             self._len[k] = ln
             if kind == TOKEN_TEXT_JSON:
                 self._needs_json = True
+            elif kind == TOKEN_EVENT_ID_JSON or kind == TOKEN_EVENT_TYPE_JSON:
+                self._needs_meta_json = True
         self._raw = self._nseg == 1 and self._seg[0] == TOKEN_TEXT
 
     cdef Py_ssize_t _body(self, Message *m, unsigned char *dst) noexcept:
@@ -215,6 +221,12 @@ cdef class Format:
             elif tok == TOKEN_EVENT_TYPE:
                 p = <const char *>m.event_type
                 n = m.event_type_len
+            elif tok == TOKEN_EVENT_ID_JSON:
+                p = <const char *>m.event_id_json
+                n = m.event_id_json_len
+            elif tok == TOKEN_EVENT_TYPE_JSON:
+                p = <const char *>m.event_type_json
+                n = m.event_type_json_len
             else:
                 n = 0
             if dst != NULL and n > 0:
@@ -228,11 +240,15 @@ cdef class Format:
         cdef const unsigned char *body
         cdef char line[128]
         if self._needs_json and m.text_json == NULL:
-            m.text_json_len = json_escaped_size(m.data, m.len)
-            m.text_json = <unsigned char *>malloc(m.text_json_len + 1)
+            m.text_json = _escaped(m.data, m.len, &m.text_json_len)
             if m.text_json == NULL:
                 raise MemoryError()
-            json_escape_into(m.data, m.len, m.text_json)
+        if self._needs_meta_json and m.event_id_json == NULL:
+            # both at once: they are short, and a template naming one usually names the other
+            m.event_id_json = _escaped(m.event_id, m.event_id_len, &m.event_id_json_len)
+            m.event_type_json = _escaped(m.event_type, m.event_type_len, &m.event_type_json_len)
+            if m.event_id_json == NULL or m.event_type_json == NULL:
+                raise MemoryError()
         size = m.len if self._raw else self._body(m, NULL)
 
         if self.kind == FK_WEBSOCKET:
@@ -334,10 +350,28 @@ cdef class Format:
             frame_decref(f)
             return out
         finally:
-            free(m.text_json)
+            message_release(&m)
 
     def __repr__(self):
         return f"<Format #{self.index} kind={self.kind} template={self.template!r}>"
+
+
+cdef unsigned char *_escaped(const unsigned char *p, Py_ssize_t n, Py_ssize_t *out_len) noexcept nogil:
+    # A malloc'ed JSON-escaped copy of p[0:n] (at least one byte, so NULL means no memory).
+    out_len[0] = json_escaped_size(p, n)
+    cdef unsigned char *d = <unsigned char *>malloc(out_len[0] + 1)
+    if d != NULL:
+        json_escape_into(p, n, d)
+    return d
+
+
+cdef void message_release(Message *m) noexcept nogil:
+    free(m.text_json)
+    free(m.event_id_json)
+    free(m.event_type_json)
+    m.text_json = NULL
+    m.event_id_json = NULL
+    m.event_type_json = NULL
 
 
 cdef Frame *_eventsource(Message *m, const unsigned char *body, Py_ssize_t n) noexcept:

@@ -22,7 +22,7 @@ from libc.string cimport memcpy, memset, memmove
 from gogin._core.buffers cimport Frame, frame_from, frame_decref, outq_init, outq_clear
 from gogin._core.fanout cimport (
     Conn, ConnState, FanoutState, Format, Message, fanout_init, fanout_publish, fanout_settle,
-    fanout_discard, flush_conn,
+    fanout_discard, flush_conn, message_release,
     mark_dirty, enqueue, enqueue_always, drop_queue, ws_frame,
     CS_HEAD, CS_BODY, CS_PENDING, CS_WEBSOCKET, CS_STREAM, CS_LONGPOLL, CS_CLOSING, CS_CLOSED,
     CF_DIRTY, CF_WRITE_ARMED, CF_SLOW, CF_KEEPALIVE, CF_READ_PAUSED, CF_POST, CF_SHUT_WR,
@@ -1355,7 +1355,7 @@ cdef class Hub:
         try:
             queued = fanout_publish(&self._fs, ch, self._formats, &m, self._pending)
         finally:
-            free(m.text_json)
+            message_release(&m)
         if self._fs.post != NULL:
             self._process_post()
         if self._fs.dirty != NULL or self._pending:
@@ -1415,7 +1415,7 @@ cdef class Hub:
             else:
                 f = fmt.render(&m)
         finally:
-            free(m.text_json)
+            message_release(&m)
         self._queue_frame(c, f)
 
     cdef void _process_post(self):

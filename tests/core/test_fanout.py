@@ -1,5 +1,6 @@
 """Fanout on socketpairs: zero-copy sharing, corking, backpressure (ARCHITECTURE.md §3)."""
 
+import json
 import socket
 import tracemalloc
 
@@ -439,3 +440,17 @@ def test_long_polls_on_a_stream_format_take_one_message_each(hub):
     finally:
         for b in clients:
             b.close()
+
+
+def test_event_fields_json_escaped(hub):
+    """~event-id-json~ / ~event-type-json~ escape like ~text-json~ (an event id cannot close
+    the JSON string it is written into), and raw ~event-id~ stays as published."""
+    fmt = hub.format("websocket", '{"e":"~event-id-json~","t":"~event-type-json~",'
+                                  '"x":"~text-json~","raw":"~event-id~"}')
+    frame = fmt.render_bytes(b"real", event_id=b'x","text":"FORGED', event_type=b'a\\b\x01')
+    body = frame[2:]                        # a short text frame: 2 header bytes
+    assert body.startswith(b'{"e":"x\\",\\"text\\":\\"FORGED","t":"a\\\\b\\u0001","x":"real",')
+    doc = json.loads(body[:body.index(b',"raw"')] + b"}")
+    assert doc == {"e": 'x","text":"FORGED', "t": "a\\b\x01", "x": "real"}
+    empty = fmt.render_bytes(b"m")          # no event id: empty strings, still valid JSON
+    assert empty[2:] == b'{"e":"","t":"","x":"m","raw":""}'

@@ -265,3 +265,43 @@ async def test_odd_main_server_status_is_502(gogin_factory, http, answer):
                 assert (r.status, explain_of(r.headers)) == expected, path
     finally:
         srv.close()
+
+
+# -- 9. event ids and types cannot forge messages ----------------------------------------------
+
+FORGERY = 'x","text":"FORGED'
+
+
+async def test_event_id_cannot_rewrite_the_default_template(gogin, http, chan):
+    g = gogin
+    async with ws_connect(f"{g.ws}/ws/{chan}") as ws:
+        status, _, _ = await publish(http, g.base, chan, "real text",
+                                     headers={"Event-Id": FORGERY, "Event-Type": 'a"b\\c'})
+        assert status == 200
+        doc = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert doc["text"] == "real text"
+        assert doc["eventid"] == FORGERY
+
+
+async def test_event_fields_with_newlines_are_refused(gogin, http, chan):
+    g = gogin
+    async with http.get(f"{g.base}/ev/{chan}") as sse:
+        assert sse.status == 200
+        async with ws_connect(f"{g.ws}/pub") as pub:
+            await pub.send(json.dumps([
+                {"id": chan, "text": "one", "event_id": "e1\ndata: FORGED"},
+                {"id": chan, "text": "two", "event_type": "t\r\nid: 666"},
+                {"id": chan, "text": "three", "event_id": 7},
+                {"id": chan, "text": "four", "event_id": "e4"},
+            ]))
+            errors = [json.loads(await asyncio.wait_for(pub.recv(), 5)) for _ in range(3)]
+        assert errors == [
+            {"error": "event_id must not contain CR or LF.", "index": 0},
+            {"error": "event_type must not contain CR or LF.", "index": 1},
+            {"error": "event_id must be a string.", "index": 2},
+        ]
+        seen = b""
+        while b"four" not in seen:
+            seen += await asyncio.wait_for(sse.content.readany(), 5)
+    assert b"FORGED" not in seen and b"666" not in seen
+    assert b"id: e4\n" in seen and b"one" not in seen and b"two" not in seen
