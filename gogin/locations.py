@@ -73,6 +73,10 @@ class Location:
     def on_message(self, conn, opcode, data):
         conn.close(1003, "this location takes no messages")
 
+    def body_limit(self, req) -> int:
+        """The most request-body bytes this location reads for req (0: none at all)."""
+        return 0
+
     # -- shared checks -------------------------------------------------------------------------
 
     def check_access(self, conn, req):
@@ -149,6 +153,12 @@ class PublisherLocation(Location):
         # channel ids that passed check_channel_id (its rules depend only on the id and the
         # limits, fixed while the server runs), bounded by CHECKED_IDS_MAX
         self._checked_ids: set = set()
+
+    def body_limit(self, req) -> int:
+        # a POST/PUT body is the message; a DELETE body the text of the deleted message
+        if req.method in ("POST", "PUT", "DELETE"):
+            return self.server.config.limits.max_message_size
+        return 0
 
     def handle(self, conn, req):
         self.check_access(conn, req)

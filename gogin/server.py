@@ -43,6 +43,7 @@ class Server:
                        header_timeout=lim.header_timeout,
                        keepalive_timeout=lim.keepalive_timeout, tick=s.tick,
                        flush_pacing=s.flush_pacing)
+        self.hub.on_body = self._on_body
         self.hub.set_history(lim.max_messages_stored_per_channel, lim.message_ttl,
                              lim.max_stored_bytes)
         if auth is None:
@@ -257,20 +258,38 @@ class Server:
 
     # -- hub callbacks -----------------------------------------------------------------------
 
+    def _route(self, path: str):
+        for loc in self.locations:
+            if loc.matches(path):
+                return loc
+        return None
+
     def _on_request(self, conn, req):
         if self._origins:
             origin = req.get("origin")
             if origin and (self._any_origin or origin in self._origins):
                 self._cors[conn.id] = origin
-        for loc in self.locations:
-            if loc.matches(req.path):
-                break
-        else:
+        loc = self._route(req.path)
+        if loc is None:
             return self.error(conn, HttpError(404, "No location for this path."))
         try:
             loc.handle(conn, req)
         except HttpError as e:
             self.error(conn, e)
+
+    def _on_body(self, conn, req):
+        """A request whose body is still arriving: the most bytes it may send (its location's
+        limit, after the location's access check), or the answer that refuses it, so that
+        nobody makes gogin hold a body it would not take."""
+        loc = self._route(req.path)
+        try:
+            if loc is None:
+                raise HttpError(404, "No location for this path.")
+            loc.check_access(conn, req)
+            return loc.body_limit(req)
+        except HttpError as e:
+            return self.head(e.status, self.explain(e.explain) + e.headers + _locations.NO_CACHE,
+                             content_length=0, keep_alive=False)
 
     def _on_message(self, conn, opcode, data):
         state = conn.data

@@ -146,6 +146,8 @@ cdef void mark_post(FanoutState *st, Conn *c, unsigned int why) noexcept nogil
 cdef int enqueue(FanoutState *st, Conn *c, Frame *f) noexcept nogil
 # Queue bytes no matter the budget (handshake answers, close frames, pongs).  -1 out of memory.
 cdef int enqueue_always(FanoutState *st, Conn *c, Frame *f) noexcept nogil
+# A control frame (a pong) under the budget: like enqueue, but a skipped one is no message.
+cdef int enqueue_control(FanoutState *st, Conn *c, Frame *f) noexcept nogil
 cdef void drop_queue(FanoutState *st, Conn *c) noexcept nogil
 # Publish one message to every subscriber of ch.  Returns the number of connections it was
 # queued to (for a corked group: its subscribers).  `formats` is the hub's list of Format,

@@ -464,19 +464,36 @@ cdef int enqueue_always(FanoutState *st, Conn *c, Frame *f) noexcept nogil:
     return 0
 
 
-cdef int enqueue(FanoutState *st, Conn *c, Frame *f) noexcept nogil:
+cdef inline bint _refused(FanoutState *st, Conn *c, Frame *f) noexcept nogil:
     # The budget counts bytes waiting in this connection's queue.  An empty queue always takes
     # the frame, so one message larger than the budget still reaches a reader that keeps up.
+    # Over it, the close policy marks the connection slow (closed after this publish).
     if c.out.bytes > 0 and st.max_backpressure > 0 and c.out.bytes + f.len > st.max_backpressure:
-        if st.drop_policy:
-            st.dropped += f.msgs
-        else:
+        if not st.drop_policy:
             mark_post(st, c, CF_SLOW)
-        return 0
+        return True
+    return False
+
+
+cdef inline int _push_or_slow(FanoutState *st, Conn *c, Frame *f) noexcept nogil:
     if enqueue_always(st, c, f) < 0:
         mark_post(st, c, CF_SLOW)    # out of memory: treat like a slow consumer
         return 0
     return 1
+
+
+cdef int enqueue(FanoutState *st, Conn *c, Frame *f) noexcept nogil:
+    if _refused(st, c, f):
+        if st.drop_policy:
+            st.dropped += f.msgs
+        return 0
+    return _push_or_slow(st, c, f)
+
+
+cdef int enqueue_control(FanoutState *st, Conn *c, Frame *f) noexcept nogil:
+    if _refused(st, c, f):
+        return 0
+    return _push_or_slow(st, c, f)
 
 
 cdef void drop_queue(FanoutState *st, Conn *c) noexcept nogil:

@@ -23,7 +23,7 @@ from gogin._core.buffers cimport Frame, frame_from, frame_decref, outq_init, out
 from gogin._core.fanout cimport (
     Conn, ConnState, FanoutState, Format, Message, fanout_init, fanout_publish, fanout_settle,
     fanout_discard, flush_conn, message_release,
-    mark_dirty, enqueue, enqueue_always, drop_queue, ws_frame,
+    mark_dirty, enqueue, enqueue_always, enqueue_control, drop_queue, ws_frame,
     CS_HEAD, CS_BODY, CS_PENDING, CS_WEBSOCKET, CS_STREAM, CS_LONGPOLL, CS_CLOSING, CS_CLOSED,
     CF_DIRTY, CF_WRITE_ARMED, CF_SLOW, CF_KEEPALIVE, CF_READ_PAUSED, CF_POST, CF_SHUT_WR,
     CF_RESUME, CF_ONESHOT, CF_DELIVERED, FK_WEBSOCKET, FK_STREAM,
@@ -63,7 +63,8 @@ cdef enum:
     WHEEL_MASK = 1023
     ACCEPT_BATCH = 128         # accept() calls per listener readiness
     FIRED_MAX = 1024           # selector events handled per poll()
-    PENDING_READ_MAX = 65536   # bytes buffered from a client while Python decides
+    PENDING_READ_MAX = 65536   # bytes read ahead of an unanswered request (pipelining, or
+                               # while Python decides); past it the connection is not read
     PACE_MIN_NS = 200000       # a write pass cheaper than this (200 us) never delays the next
     PACE_BATCH = 16            # frames per sendmsg from which waiting gains nothing more
     PACE_MAX_NS = 5000000      # the longest pacing wait (5 ms): a bound on the added latency
@@ -460,6 +461,7 @@ cdef class Hub:
     cdef public object on_request
     cdef public object on_message
     cdef public object on_close
+    cdef public object on_body      # may this request send a body, and how large (or None)
     cdef PyObject **_table          # fd -> Connection (owned reference)
     cdef int _table_size
     cdef dict _listeners            # fd -> socket.socket
@@ -838,6 +840,13 @@ cdef class Hub:
         if c.flags & CF_WRITE_ARMED:
             c.flags &= ~CF_WRITE_ARMED
             self._interest(c, c.interest & ~GG_WRITABLE)
+        if c.state == CS_HEAD:
+            # the answers drained: parse the requests held behind them, read again
+            if c.rlen > 0:
+                self._queue_resume(c)
+            elif c.flags & CF_READ_PAUSED:
+                c.flags &= ~CF_READ_PAUSED
+                self._interest(c, c.interest | GG_READABLE)
         if c.state == CS_CLOSING and not (c.flags & CF_SHUT_WR):
             # everything is written: half-close and linger until the client closes too, so the
             # last bytes are not destroyed by a RST (RFC 6455 §7.1.1, RFC 9112 §9.6)
@@ -947,6 +956,11 @@ cdef class Hub:
             return
         if c.state == CS_HEAD or c.state == CS_BODY:
             self._feed_http(c, self._rbuf, n)
+            if c.state == CS_HEAD and (c.rlen >= PENDING_READ_MAX or self._backlogged(c)):
+                # pipelined requests the client does not read the answers of: stop reading
+                # until they drain (the keep-alive timeout closes a client that never reads)
+                c.flags |= CF_READ_PAUSED
+                self._interest(c, c.interest & ~GG_READABLE)
         elif c.state == CS_WEBSOCKET:
             self._feed_ws(c, self._rbuf, n)
         elif c.state == CS_PENDING or c.state == CS_LONGPOLL:
@@ -994,11 +1008,11 @@ cdef class Hub:
                 return
             buf = c.rbuf
             len_ = c.rlen
-            used = self._parse_requests(c, buf, len_)
+            used = self._parse_pipeline(c, buf, len_)
             if c.state != CS_CLOSED:
                 self._consume_rbuf(c, used)
         else:
-            used = self._parse_requests(c, data, n)
+            used = self._parse_pipeline(c, data, n)
             if c.state != CS_CLOSED and c.state != CS_CLOSING and used < n:
                 self._stash(c, data + used, n - used)
         # The request may have been answered (or upgraded) inside on_request, before the bytes
@@ -1007,6 +1021,28 @@ cdef class Hub:
         # (Only after progress: an incomplete head waits for more bytes, not for another turn.)
         if used > 0 and c.rlen > 0 and (c.state == CS_HEAD or c.state == CS_WEBSOCKET):
             self._queue_resume(c)
+
+    cdef inline bint _backlogged(self, Conn *c) noexcept:
+        # answers queued to a client that does not read them: parse no more of its requests
+        return self._fs.max_backpressure > 0 and c.out.bytes > self._fs.max_backpressure
+
+    cdef Py_ssize_t _parse_pipeline(self, Conn *c, const unsigned char *buf, Py_ssize_t n):
+        """Parse requests from buf while each is answered at once (pipelining): the work is
+        linear in the bytes, and stops at an incomplete request, a request Python answers
+        later, a state change (upgrade, close) or a backlog of unread answers.  Returns the
+        bytes used; the caller keeps the rest."""
+        cdef Py_ssize_t used = 0, k
+        if c.state == CS_BODY:
+            # the head of a request whose body is arriving is kept at buf's start
+            used = self._parse_requests(c, buf, n)
+            if used == 0:
+                return 0
+        while used < n and c.state == CS_HEAD and not self._backlogged(c):
+            k = self._parse_requests(c, buf + used, n - used)
+            if k == 0:
+                break
+            used += k
+        return used
 
     cdef Py_ssize_t _parse_requests(self, Conn *c, const unsigned char *buf, Py_ssize_t n):
         """Parse one request from buf (head + body); returns the bytes used.  Leaves the
@@ -1033,6 +1069,11 @@ cdef class Hub:
             c.flags &= ~CF_KEEPALIVE
         if req.content_length > 0:
             if n - used < req.content_length:
+                # The body would be held across reads: ask first whether this request may
+                # send one, and how large (its location and access check, in Python), so an
+                # unauthenticated client cannot make us hold max_body_size per connection.
+                if not self._admit_body(c, req):
+                    return n
                 c.state = CS_BODY
                 c.body_need = used + req.content_length
                 conn._pending_request = req
@@ -1047,6 +1088,30 @@ cdef class Hub:
             req.body = b""
         self._dispatch(c, req)
         return used
+
+    cdef bint _admit_body(self, Conn *c, Request req):
+        """on_body(conn, req) answers an int (the most body bytes this request may send) or
+        bytes (a whole answer: sent, then the connection closes unread).  Without on_body
+        every body up to max_body_size is read."""
+        cdef Connection conn = <Connection>c.obj
+        cb = self.on_body
+        if cb is None:
+            return True
+        req.peer = conn.peer
+        try:
+            verdict = cb(conn, req)
+        except Exception:
+            log.exception("on_body callback failed")
+            self._error_response(c, 500, "Internal error.")
+            return False
+        if isinstance(verdict, bytes):
+            self._send_bytes(c, verdict)
+            self._begin_close(c)
+            return False
+        if req.content_length > verdict:
+            self._error_response(c, 413, "Request body too large.")
+            return False
+        return True
 
     cdef Py_ssize_t _complete_body(self, Conn *c, const unsigned char *buf, Py_ssize_t n):
         cdef Connection conn = <Connection>c.obj
@@ -1069,6 +1134,11 @@ cdef class Hub:
         cb = self.on_request
         if cb is None:
             self._error_response(c, 503, "No request handler.")
+            return
+        if self._closing:
+            # draining: subscribers have their close frames queued already, so a publish now
+            # would be answered 200 and reach no one; refuse every request instead
+            self._error_response(c, 503, "Server is shutting down.")
             return
         try:
             cb(conn, req)
@@ -1111,10 +1181,18 @@ cdef class Hub:
                         log.exception("on_message callback failed")
                         self._close_ws(c, 1011, b"internal error")
             elif kind == WS_PING:
-                # RFC 6455 §5.5.2: answer with a pong carrying the same payload
+                # RFC 6455 §5.5.2: answer with a pong carrying the same payload.  The pong
+                # counts against the backpressure budget like any frame: a client that pings
+                # and never reads would else make us queue pongs without end.  Under the drop
+                # policy it is skipped (§5.5.3: a pong may answer only the latest ping).
                 f = ws_frame(PONG, ev.data, ev.len)
                 if f != NULL:
-                    self._queue_frame(c, f)
+                    self._settle()
+                    if enqueue_control(&self._fs, c, f):
+                        self._schedule_turn()
+                    frame_decref(f)
+                    if self._fs.post != NULL:
+                        self._process_post()     # closes it if it became a slow consumer
             elif kind == WS_PONG:
                 pass
             elif kind == WS_CLOSE:
@@ -1152,7 +1230,8 @@ cdef class Hub:
                 else:
                     self._feed_ws(c, buf, n)
                 free(buf)
-            if c.flags & CF_READ_PAUSED and c.state != CS_CLOSED and c.state != CS_PENDING:
+            if (c.flags & CF_READ_PAUSED and c.state != CS_CLOSED and c.state != CS_PENDING
+                    and c.rlen < PENDING_READ_MAX and not self._backlogged(c)):
                 c.flags &= ~CF_READ_PAUSED
                 self._interest(c, c.interest | GG_READABLE)
             c = nxt
@@ -1182,7 +1261,7 @@ cdef class Hub:
         c.flags &= ~(CF_ONESHOT | CF_DELIVERED)
         self._wheel_set(c, self._tick_now + self._ticks(self.keepalive_timeout))
         self._queue_resume(c)
-        if (c.flags & CF_READ_PAUSED) and c.rlen == 0:
+        if (c.flags & CF_READ_PAUSED) and c.rlen == 0 and not self._backlogged(c):
             c.flags &= ~CF_READ_PAUSED
             self._interest(c, c.interest | GG_READABLE)
 

@@ -4,11 +4,15 @@ to gogin before, each tested against a real gogin-server process and real client
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
+import socket
 
 import pytest
 from aiohttp import web
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from yarl import URL
 
 from gogin_e2e import explain_of, publish, rss_bytes, ws_connect
@@ -305,3 +309,193 @@ async def test_event_fields_with_newlines_are_refused(gogin, http, chan):
             seen += await asyncio.wait_for(sse.content.readany(), 5)
     assert b"FORGED" not in seen and b"666" not in seen
     assert b"id: e4\n" in seen and b"one" not in seen and b"two" not in seen
+
+
+# -- 3. bodies are read only for a location that takes one, after its access check -------------
+
+async def open_raw(g, rcvbuf: int = 0):
+    """A raw client socket (optionally with a small receive buffer: a client that reads
+    nothing fills it at once) as asyncio streams."""
+    sock = socket.socket()
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (g.host, g.port)), 5)
+    return await asyncio.open_connection(sock=sock)
+
+
+async def read_status(reader) -> tuple[int, str]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    lines = head.decode("latin-1").split("\r\n")
+    explain = next((ln.split(":", 1)[1].strip() for ln in lines
+                    if ln.lower().startswith("x-gogin-explain:")), "")
+    return int(lines[0].split()[1]), explain
+
+
+BODY_CLIENTS = 300
+PARTIAL = 512 << 10              # bytes each client sends of its announced 1 MiB body
+
+
+async def test_unwanted_bodies_are_not_buffered(gogin_factory):
+    g = gogin_factory({"server": {"api_key": "k3y", "max_connections": 1000}})
+    rss0 = rss_bytes(g.proc.pid)
+    targets = [b"/healthz", b"/pub?id=x", b"/channels-stats", b"/nowhere"]
+    expected = {b"/healthz": (413, "Request body too large."),
+                b"/pub?id=x": (403, "Invalid API key."),          # no key: refused unread
+                b"/channels-stats": (413, "Request body too large."),
+                b"/nowhere": (404, "No location for this path.")}
+    clients = [await open_raw(g) for _ in range(BODY_CLIENTS)]
+    try:
+        for i, (_, w) in enumerate(clients):
+            target = targets[i % len(targets)]
+            key = b"" if target.startswith(b"/pub") else b"X-Api-Key: k3y\r\n"
+            w.write(b"POST %s HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n"
+                    % (target, key, 1 << 20) + b"z" * PARTIAL)
+        await asyncio.gather(*(w.drain() for _, w in clients))
+        for i, (r, _) in enumerate(clients):
+            assert await read_status(r) == expected[targets[i % len(targets)]]
+        grown = rss_bytes(g.proc.pid) - rss0
+        assert grown < 40 << 20, f"RSS grew by {grown >> 20} MiB for {BODY_CLIENTS} clients"
+    finally:
+        for _, w in clients:
+            w.close()
+
+
+async def test_wanted_bodies_are_still_read_across_reads(gogin_factory, http, chan):
+    g = gogin_factory({"server": {"api_key": "k3y"}})
+    async with ws_connect(f"{g.ws}/ws/{chan}", additional_headers={"X-Api-Key": "k3y"}) as ws:
+        r, w = await open_raw(g)
+        body = b"m" * 300_000                           # several reads; under max_message_size
+        w.write(b"POST /pub?id=%s HTTP/1.1\r\nHost: x\r\nX-Api-Key: k3y\r\n"
+                b"Content-Length: %d\r\n\r\n" % (chan.encode(), len(body)))
+        await w.drain()
+        await asyncio.sleep(0.1)                        # the head alone first
+        for k in range(0, len(body), 65536):
+            w.write(body[k:k + 65536])
+            await w.drain()
+        assert (await read_status(r))[0] == 200
+        w.close()
+        doc = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert doc["text"] == body.decode()
+
+
+# -- 4. pongs count against max_backpressure -----------------------------------------------------
+
+def masked(opcode: int, payload: bytes) -> bytes:
+    mask = b"\x01\x02\x03\x04"
+    data = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + data
+
+
+async def test_pings_without_reading_do_not_grow_memory(gogin_factory, chan):
+    g = gogin_factory()
+    r, w = await open_raw(g, rcvbuf=4096)
+    w.write(b"GET /ws/%s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            % chan.encode())
+    assert (await read_status(r))[0] == 101
+    rss0 = rss_bytes(g.proc.pid)
+    burst = masked(0x9, b"p" * 125) * 8192             # 1 MiB of pings
+    sent = 0
+    try:
+        for _ in range(64):                            # up to 64 MiB, as in the report
+            w.write(burst)
+            await asyncio.wait_for(w.drain(), 5)
+            sent += len(burst)
+    except (ConnectionError, asyncio.TimeoutError):
+        pass                                           # closed as a slow consumer, or stuck
+    grown = rss_bytes(g.proc.pid) - rss0
+    assert grown < 16 << 20, f"RSS grew by {grown >> 20} MiB after {sent >> 20} MiB of pings"
+    # the pongs it would not read made it a slow consumer: closed with 1008
+    data = b""
+    with contextlib.suppress(ConnectionError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+        while True:
+            chunk = await asyncio.wait_for(r.read(1 << 20), 5)
+            if not chunk:
+                break
+            data += chunk
+    assert b"\x88" in data and b"slow consumer" in data
+    w.close()
+
+
+# -- 5. pipelined requests without reading the answers ------------------------------------------
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def test_pipelining_without_reading_is_bounded(gogin_factory, http):
+    g = gogin_factory({"limits": {"keepalive_timeout": 3.0}})
+    r, w = await open_raw(g, rcvbuf=4096)
+    rss0 = rss_bytes(g.proc.pid)
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    chunk = request * (65536 // len(request))
+    sent = 0
+    with contextlib.suppress(asyncio.TimeoutError, ConnectionError):
+        while sent < 15 << 20:                         # 15 MiB, as in the report
+            w.write(chunk)
+            await asyncio.wait_for(w.drain(), 2)
+            sent += len(chunk)
+    assert sent < 15 << 20, "gogin read 15 MiB of requests whose answers nobody reads"
+    grown = rss_bytes(g.proc.pid) - rss0
+    assert grown < 16 << 20, f"RSS grew by {grown >> 20} MiB"
+    # not spinning, and still answering others
+    cpu0 = cpu_seconds(g.proc.pid)
+    await asyncio.sleep(1.0)
+    assert cpu_seconds(g.proc.pid) - cpu0 < 0.5, "gogin spins on the stuck connection"
+    async with http.get(f"{g.base}/healthz") as resp:
+        assert resp.status == 200
+    # closed after the keep-alive timeout
+    got = 0
+    with contextlib.suppress(ConnectionError):
+        while True:
+            data = await asyncio.wait_for(r.read(1 << 20), 10)
+            if not data:
+                break
+            got += len(data)
+    assert got > 0
+    w.close()
+
+
+async def test_pipelining_that_reads_gets_every_answer_in_order(gogin):
+    r, w = await open_raw(gogin)
+    n = 3000                                           # far more than one read holds
+    w.write(b"".join(b"GET /channels-stats?id=nope%d HTTP/1.1\r\nHost: x\r\n\r\n" % i
+                     for i in range(n)))
+    await w.drain()
+    for i in range(n):
+        status, explain = await read_status(r)
+        assert (status, explain) == (404, "Channel not found."), i
+    w.close()
+
+
+# -- 8. a publish that completes during the drain is refused, not lost --------------------------
+
+async def test_publish_completing_during_drain_is_never_200_and_lost(gogin_factory, chan):
+    g = gogin_factory({"server": {"shutdown_timeout": 3.0}})
+    async with ws_connect(f"{g.ws}/ws/{chan}") as ws:
+        r, w = await open_raw(g)
+        body = b"must not vanish" * 100
+        w.write(b"POST /pub?id=%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                % (chan.encode(), len(body)) + body[:100])
+        await w.drain()
+        await asyncio.sleep(0.2)
+        g.proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.3)                       # the drain has begun
+        w.write(body[100:])
+        await w.drain()
+        status, explain = await read_status(r)
+        got = []
+        with contextlib.suppress(ConnectionClosed, asyncio.TimeoutError):
+            while True:
+                got.append(await asyncio.wait_for(ws.recv(), 3))
+        assert ws.close_code == 1001
+        if status == 200:                              # then it must have been delivered
+            assert any(json.loads(m)["text"] == body.decode() for m in got)
+        else:
+            assert (status, explain) == (503, "Server is shutting down.")
+            assert got == []
+        w.close()
+    assert g.proc.wait(10) == 0
