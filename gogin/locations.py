@@ -23,7 +23,7 @@ import msgspec
 from gogin._core import Opcode
 from gogin.auth import PublishRequest, SubscribeRequest
 from gogin.publish import (
-    DELETED_TEXT, GAP_TEXT, HttpError, channel_info_of, check_channel_id,
+    DELETED_TEXT, GAP_TEXT, HttpError, check_channel_id,
     check_subscription, is_text, parse_channel_path,
 )
 from gogin import stats
@@ -173,7 +173,7 @@ class PublisherLocation(Location):
         if req.method in ("POST", "PUT"):
             return self._publish(conn, req, names)
         if req.method == "GET":
-            return self._info(conn, names)
+            return self._info(conn, req, names)
         return self._delete(conn, req, names)
 
     def _publish(self, conn, req, names):
@@ -190,21 +190,10 @@ class PublisherLocation(Location):
                                 event_type=req.get("event-type"), binary=binary)
         if not self.cfg.channel_info_on_publish:
             return self.server.respond(conn, 200, NO_CACHE)
-        self._answer_info(conn, names)
+        self._info(conn, req, names)
 
-    def _answer_info(self, conn, names):
-        hub = self.server.hub
-        if len(names) == 1:
-            body = (channel_info_of(hub, names[0]) + "\r\n").encode("utf-8")
-        else:
-            body = self.server.group_info([channel_info_of(hub, n) for n in names])
-        self.server.respond(conn, 200, [("Content-Type", "application/json")] + NO_CACHE, body)
-
-    def _info(self, conn, names):
-        existing = [n for n in names if self.server.hub.channel(n) is not None]
-        if not existing:
-            raise HttpError(404, "Channel not found.")
-        self._answer_info(conn, existing if len(names) > 1 else names)
+    def _info(self, conn, req, names):
+        answer_channels_info(self.server, conn, req, names)
 
     def _delete(self, conn, req, names):
         if self.server.is_events_channel(names):
@@ -571,21 +560,41 @@ class SubscriberLocation(Location):
         return out
 
 
+def answer_channels_info(server, conn, req, names):
+    """The channels of `names` that exist, in request order, in the Accept header's format;
+    404 when none does (module.c, send_response_channels_info_detailed)."""
+    hub = server.hub
+    channels = [ch for ch in map(hub.channel, names) if ch is not None]
+    if not channels:
+        raise HttpError(404, "Channel not found.")
+    fmt = stats.negotiate(req.get("accept"))
+    server.respond(conn, 200, [("Content-Type", fmt.content_type)] + NO_CACHE,
+                   stats.channels_info(server, fmt, channels))
+
+
 class StatsLocation(Location):
+    """push-stream's statistics location (publisher.c, channels_statistics_handler)."""
+
     def handle(self, conn, req):
         self.check_access(conn, req)
-        if req.method not in ("GET", "HEAD"):
+        if req.method != "GET":       # HEAD and OPTIONS too, as in the module
             raise HttpError(405, "Method not allowed.", [("Allow", "GET")])
-        ids = req.query_params().get("id")
-        hdrs = [("Content-Type", "application/json")] + NO_CACHE
+        ids = stats.requested_ids(req.query_params().get("id") or "")
+        fmt = stats.negotiate(req.get("accept"))
+        hdrs = [("Content-Type", fmt.content_type)] + NO_CACHE
         if not ids:
-            return self.server.respond(conn, 200, hdrs, stats.summarized(self.server))
-        if ids == "ALL" or "*" in ids:
-            return self.server.respond(conn, 200, hdrs, stats.detailed(self.server, ids))
-        if self.server.hub.channel(ids) is None:
-            raise HttpError(404, "Channel not found.")
-        body = (channel_info_of(self.server.hub, ids) + "\r\n").encode("utf-8")
-        self.server.respond(conn, 200, hdrs, body)
+            return self.server.respond(conn, 200, hdrs, stats.summarized(self.server, fmt))
+        # the first id that is a pattern decides for the whole request, as in the module
+        for name in ids:
+            if len(name) > self.server.config.limits.max_channel_id_length:
+                raise HttpError(400, "Channel id is too large.")
+            if "*" in name:
+                prefix = name[:name.index("*")]
+                return self.server.respond(conn, 200, hdrs,
+                                           stats.all_channels(self.server, fmt, prefix))
+            if name == "ALL":
+                return self.server.respond(conn, 200, hdrs, stats.all_channels(self.server, fmt))
+        answer_channels_info(self.server, conn, req, ids)
 
 
 class HealthLocation(Location):
