@@ -32,7 +32,10 @@ log = logging.getLogger("gogin.server")
 
 NO_CACHE = [("Cache-Control", "no-cache, no-store, must-revalidate"),
             ("Expires", "Thu, 01 Jan 1970 00:00:01 GMT")]
-PUBLISHER_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
+# Allow: of a 405, as the module sends it (ngx_http_push_stream_module.h): OPTIONS is answered
+# (200, no Allow) but not listed
+PUBLISHER_METHODS = "GET, POST, PUT, DELETE"
+ALLOW_GET = "GET"
 WS_VERSION_EXPLAIN = "Version not supported. Supported versions: 8, 13"
 WS_HEADERS_EXPLAIN = ("Don't have at least one of the mandatory headers: Connection, Upgrade, "
                       "Sec-WebSocket-Key and Sec-WebSocket-Version")
@@ -157,8 +160,8 @@ class PublisherLocation(Location):
         ids = params.get("id")
         if key is not None:
             return self._websocket(conn, req, key, ids)
-        if req.method == "OPTIONS":
-            return self.server.respond(conn, 200, [("Allow", PUBLISHER_METHODS)] + NO_CACHE)
+        if req.method == "OPTIONS":     # a CORS preflight (publisher.c: 200, no Allow)
+            return self.server.respond(conn, 200, NO_CACHE)
         if req.method not in ("GET", "POST", "PUT", "DELETE"):
             raise HttpError(405, "Method not allowed.", [("Allow", PUBLISHER_METHODS)])
         if not ids:
@@ -341,14 +344,16 @@ class SubscriberLocation(Location):
     def handle(self, conn, req):
         self.check_access(conn, req)
         key = None
+        # subscriber.c / websocket.c: GET only (HEAD too is 405); OPTIONS, a CORS preflight,
+        # is answered 200 without Allow, except on WebSocket locations
+        if req.method == "OPTIONS" and self.cfg.mode != "websocket":
+            return self.server.respond(conn, 200, NO_CACHE)
+        if req.method != "GET":
+            raise HttpError(405, "Method not allowed.", [("Allow", ALLOW_GET)])
         if self.cfg.mode == "websocket":
             key = websocket_key(req)
             if key is None:
                 raise HttpError(400, WS_HEADERS_EXPLAIN)
-        elif req.method not in ("GET", "HEAD", "OPTIONS"):
-            raise HttpError(405, "Method not allowed.", [("Allow", "GET, OPTIONS")])
-        if req.method == "OPTIONS":
-            return self.server.respond(conn, 200, [("Allow", "GET, OPTIONS")] + NO_CACHE)
         try:
             self._subscribe(conn, req, key)
         except HttpError as e:
@@ -578,7 +583,7 @@ class StatsLocation(Location):
     def handle(self, conn, req):
         self.check_access(conn, req)
         if req.method != "GET":       # HEAD and OPTIONS too, as in the module
-            raise HttpError(405, "Method not allowed.", [("Allow", "GET")])
+            raise HttpError(405, "Method not allowed.", [("Allow", ALLOW_GET)])
         ids = stats.requested_ids(req.query_params().get("id") or "")
         fmt = stats.negotiate(req.get("accept"))
         hdrs = [("Content-Type", fmt.content_type)] + NO_CACHE

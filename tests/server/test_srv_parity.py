@@ -1,0 +1,47 @@
+"""Push-stream parity of methods, handshakes and polling answers (issue 12): what the module's
+source does (src/ngx_http_push_stream_module_subscriber.c, _websocket.c, _publisher.c)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gogin_e2e import NO_CACHE, publish, raw_request
+
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+
+def handshake(path: str, version: str = "13", method: str = "GET") -> bytes:
+    return (f"{method} {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\n"
+            f"Sec-WebSocket-Version: {version}\r\n\r\n").encode()
+
+
+# -- methods ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/sub/m", "/ev/m", "/lp/m", "/poll/m", "/ws/m",
+                                  "/subscribe/m", "/subscribe-lp/m"])
+async def test_subscribers_answer_get_only(shared_gogin, http, path):
+    g = shared_gogin
+    for method in ("HEAD", "POST", "PUT", "DELETE", "PATCH"):
+        async with http.request(method, g.base + path) as r:
+            assert (r.status, r.headers.get("Allow")) == (405, "GET"), (method, path)
+            assert r.headers["Cache-Control"] == NO_CACHE
+
+
+@pytest.mark.parametrize("path", ["/sub/m", "/ev/m", "/lp/m", "/poll/m"])
+async def test_subscriber_options_is_200_without_allow(shared_gogin, http, path):
+    async with http.options(shared_gogin.base + path) as r:
+        assert r.status == 200 and await r.read() == b""
+        assert "Allow" not in r.headers
+
+
+async def test_websocket_options_is_405(shared_gogin, http):
+    # the module's WebSocket handler refuses anything but GET, OPTIONS included
+    async with http.options(f"{shared_gogin.base}/ws/m") as r:
+        assert (r.status, r.headers.get("Allow")) == (405, "GET")
+
+
+async def test_websocket_handshake_with_post_is_405(shared_gogin):
+    g = shared_gogin
+    status, headers, _ = await raw_request(g.host, g.port, handshake("/ws/m", method="POST"))
+    assert (status, headers.get("allow")) == (405, "GET")
