@@ -88,6 +88,11 @@ STATE_NAMES = {CS_HEAD: "head", CS_BODY: "body", CS_PENDING: "pending",
                CS_WEBSOCKET: "websocket", CS_STREAM: "stream", CS_LONGPOLL: "longpoll",
                CS_CLOSING: "closing", CS_CLOSED: "closed"}
 
+# The 101 carries the no-cache headers of every other answer: push-stream sets them before
+# writing its 101 (ngx_http_push_stream_module_websocket.c, set_expires)
+NO_CACHE_HEADERS = (("Cache-Control", "no-cache, no-store, must-revalidate"),
+                    ("Expires", "Thu, 01 Jan 1970 00:00:01 GMT"))
+
 # Answer to a connection past max_connections: sent once without waiting, then closed.
 cdef bytes OVERLOAD_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\n"
                                 b"X-Gogin-Explain: Too many connections.\r\n"
@@ -249,6 +254,7 @@ cdef class Connection:
         if key is not None:
             hdrs = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
                     ("Sec-WebSocket-Accept", accept_key(key))]
+            hdrs.extend(NO_CACHE_HEADERS)
             hdrs.extend(headers)
             hub._send_bytes(&self.c, build_head(101, hdrs))
         ws_parser_init(&self.c.ws, max_message_size if max_message_size > 0 else hub.max_message_size)

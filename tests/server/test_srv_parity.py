@@ -45,3 +45,22 @@ async def test_websocket_handshake_with_post_is_405(shared_gogin):
     g = shared_gogin
     status, headers, _ = await raw_request(g.host, g.port, handshake("/ws/m", method="POST"))
     assert (status, headers.get("allow")) == (405, "GET")
+
+
+# -- the WebSocket 101 ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/ws/m", "/pub?id=m", "/pub"])
+async def test_websocket_101_carries_the_no_cache_headers(shared_gogin, path):
+    g = shared_gogin
+    status, headers, _ = await raw_request(g.host, g.port, handshake(path))
+    assert status == 101
+    assert headers["sec-websocket-accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="   # RFC 6455 §1.3
+    assert headers["cache-control"] == NO_CACHE
+    assert headers["expires"] == "Thu, 01 Jan 1970 00:00:01 GMT"
+
+
+async def test_refused_websocket_101_carries_the_no_cache_headers(shared_gogin):
+    """A channel error of a valid handshake: upgraded, then closed 1008 (docs/protocol.md)."""
+    g = shared_gogin
+    status, headers, _ = await raw_request(g.host, g.port, handshake("/ws/" + "x" * 2000))
+    assert status == 101 and headers["cache-control"] == NO_CACHE
