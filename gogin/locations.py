@@ -36,6 +36,7 @@ NO_CACHE = [("Cache-Control", "no-cache, no-store, must-revalidate"),
 # (200, no Allow) but not listed
 PUBLISHER_METHODS = "GET, POST, PUT, DELETE"
 ALLOW_GET = "GET"
+WS_VERSIONS = "8, 13"
 WS_VERSION_EXPLAIN = "Version not supported. Supported versions: 8, 13"
 WS_HEADERS_EXPLAIN = ("Don't have at least one of the mandatory headers: Connection, Upgrade, "
                       "Sec-WebSocket-Key and Sec-WebSocket-Version")
@@ -133,7 +134,9 @@ def websocket_key(req) -> Optional[str]:
     if upgrade != "websocket" or "upgrade" not in connection or not key or not version:
         raise HttpError(400, WS_HEADERS_EXPLAIN)
     if version.strip() not in ("13", "8"):
-        raise HttpError(400, WS_VERSION_EXPLAIN, [("Sec-WebSocket-Version", "13")])
+        # websocket.c: both versions it speaks, in its words (RFC 6455 §4.4 lets a server list
+        # every version it supports)
+        raise HttpError(400, WS_VERSION_EXPLAIN, [("Sec-WebSocket-Version", WS_VERSIONS)])
     if req.method != "GET":
         raise HttpError(405, "WebSocket handshakes use GET.", [("Allow", "GET")])
     try:

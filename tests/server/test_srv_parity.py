@@ -5,9 +5,19 @@ from __future__ import annotations
 
 import pytest
 
-from gogin_e2e import NO_CACHE, publish, raw_request
+from gogin_e2e import GoginFactory, NO_CACHE, publish, raw_request
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+
+@pytest.fixture(scope="module")
+def explaining(tmp_path_factory):
+    """A server that also sends push-stream's explain header."""
+    f = GoginFactory(tmp_path_factory.mktemp("parity"))
+    try:
+        yield f({"server": {"push_stream_explain_header": True}})
+    finally:
+        f.close()
 
 
 def handshake(path: str, version: str = "13", method: str = "GET") -> bytes:
@@ -64,3 +74,24 @@ async def test_refused_websocket_101_carries_the_no_cache_headers(shared_gogin):
     g = shared_gogin
     status, headers, _ = await raw_request(g.host, g.port, handshake("/ws/" + "x" * 2000))
     assert status == 101 and headers["cache-control"] == NO_CACHE
+
+
+# -- WebSocket versions --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("version", ["8", "13"])
+async def test_websocket_versions_8_and_13_are_accepted(shared_gogin, version):
+    g = shared_gogin
+    status, _, _ = await raw_request(g.host, g.port, handshake("/ws/m", version))
+    assert status == 101
+
+
+@pytest.mark.parametrize("version", ["7", "12", "14", "0", "abc"])
+@pytest.mark.parametrize("path", ["/ws/m", "/pub?id=m"])
+async def test_other_websocket_versions_are_400(explaining, version, path):
+    g = explaining
+    status, headers, body = await raw_request(g.host, g.port, handshake(path, version))
+    assert status == 400 and body == b""
+    assert headers["sec-websocket-version"] == "8, 13"
+    explain = "Version not supported. Supported versions: 8, 13"     # websocket.c
+    assert headers["x-nginx-pushstream-explain"] == explain
+    assert headers["x-gogin-explain"] == explain
