@@ -489,6 +489,8 @@ cdef class Hub:
     cdef int64_t _pace_until        # monotonic ns before which the dirty list waits
     cdef object _pace_handle
     cdef list _pending              # channels holding corked batches (fanout_publish)
+    cdef int64_t _last_time         # second and tag of the server's last message: push-stream's
+    cdef int _last_tag              # tags count per server, not per channel (utils.c)
     # limits (readonly for Python; set once in __init__)
     cdef readonly Py_ssize_t max_connections
     cdef readonly Py_ssize_t max_head_size
@@ -1329,8 +1331,12 @@ cdef class Hub:
         now = time(NULL)
         ch.published += 1
         ch.last_id += 1
-        # tag: messages published within the same second (push-stream's time/tag pair)
-        ch.last_tag = ch.last_tag + 1 if now == ch.last_time else 0
+        # tag (utils.c, add_msg_to_channel): the server's previous tag + 1 for a message in the
+        # same second as the server's previous message, else 1; so (time, tag) orders every
+        # message of the server, whatever its channel
+        self._last_tag = self._last_tag + 1 if now == self._last_time else 1
+        self._last_time = now
+        ch.last_tag = self._last_tag
         ch.last_time = now
         if event_id is not None:
             eid = event_id.encode("utf-8") if isinstance(event_id, str) else bytes(event_id)

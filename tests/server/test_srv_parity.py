@@ -95,3 +95,34 @@ async def test_other_websocket_versions_are_400(explaining, version, path):
     explain = "Version not supported. Supported versions: 8, 13"     # websocket.c
     assert headers["x-nginx-pushstream-explain"] == explain
     assert headers["x-gogin-explain"] == explain
+
+
+# -- ~tag~ ---------------------------------------------------------------------------------------
+
+async def test_tags_count_per_server_second_from_1(gogin, http):
+    """utils.c, add_msg_to_channel: a message in the same second as the server's previous
+    message (any channel) gets its tag + 1, else 1; tags never start at 0."""
+    import asyncio
+    import email.utils
+    import time
+
+    from gogin_e2e import parse_default, recv, ws_connect
+    g = gogin
+    got = []
+    async with ws_connect(f"{g.ws}/ws/ta/tb") as ws:
+        for rnd in range(2):
+            for ch in ("ta", "tb", "ta", "tb"):
+                assert (await publish(http, g.base, ch, "m"))[0] == 200
+            for _ in range(4):
+                doc = parse_default(await recv(ws))
+                got.append((email.utils.parsedate_to_datetime(doc["time"]).timestamp(),
+                            int(doc["tag"]), doc["channel"]))
+            if rnd == 0:               # the next round starts in a later second
+                await asyncio.sleep(int(time.time()) + 1.05 - time.time())
+    assert got[0][1] == 1, got                      # the server's first message
+    assert got[4][0] > got[3][0] and got[4][1] == 1, got
+    for (t0, tag0, _), (t1, tag1, _) in zip(got, got[1:]):
+        assert tag1 == (tag0 + 1 if t1 == t0 else 1), got
+    # several channels share the count: within a second no two messages have the same tag
+    same_second = [(t, tag) for t, tag, _ in got]
+    assert len(set(same_second)) == len(same_second), got
