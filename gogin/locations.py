@@ -110,16 +110,40 @@ def resume_position(req) -> Optional[dict]:
     t = params.get("time") or req.get("if-modified-since")
     if not t:
         return None
+    return {"since_time": _since_time(t), "since_tag": _since_tag(req)}
+
+
+def _since_time(t: str) -> int:
+    """A position's time: Unix seconds or an HTTP date; raises HttpError."""
     if t.isdigit():
-        since = int(t)
-    else:
-        try:
-            since = int(email.utils.parsedate_to_datetime(t).timestamp())
-        except (TypeError, ValueError, IndexError):
-            raise HttpError(400, "Invalid time.") from None
-    tag = params.get("tag") or req.get("if-none-match") or ""
+        return int(t)
+    try:
+        return int(email.utils.parsedate_to_datetime(t).timestamp())
+    except (TypeError, ValueError, IndexError):
+        raise HttpError(400, "Invalid time.") from None
+
+
+def _since_tag(req) -> int:
+    """A position's tag (?tag= or If-None-Match, an Etag as sent: W/ and quotes stripped); -1
+    when there is none."""
+    tag = req.query_params().get("tag") or req.get("if-none-match") or ""
     tag = tag.strip().removeprefix("W/").strip('"')
-    return {"since_time": since, "since_tag": int(tag) if tag.lstrip("-").isdigit() else -1}
+    return int(tag) if tag.lstrip("-").isdigit() else -1
+
+
+def position_headers(req) -> list:
+    """The client's position given back, as push-stream's polling 304 does (subscriber.c,
+    polling_handler + utils.c add_polling_headers): its time as Last-Modified when after the
+    epoch, its tag as Etag W/<tag>; neither when the request had none."""
+    hdrs = []
+    t = req.query_params().get("time") or req.get("if-modified-since")
+    since = _since_time(t) if t else 0
+    if since > 0:
+        hdrs.append(("Last-Modified", email.utils.formatdate(since, usegmt=True)))
+    tag = _since_tag(req)
+    if tag >= 0:
+        hdrs.append(("Etag", f"W/{tag}"))
+    return hdrs
 
 
 def websocket_key(req) -> Optional[str]:
@@ -474,7 +498,11 @@ class SubscriberLocation(Location):
                       head=head + _chunk(callback.encode() + b"(["), footer=end)
             return
         fmt = self.longpoll_format(origin)
-        if cfg.timeout_with_body:
+        if cfg.mode == "polling":
+            # nothing newer than the position: 304 that keeps it (Last-Modified / Etag)
+            timeout_answer = self.server.head(304, NO_CACHE + cors + position_headers(req),
+                                              content_length=0)
+        elif cfg.timeout_with_body:
             # push-stream's timeout message (id -3), dated at the client's position so that
             # resuming from it neither skips nor repeats anything
             pos = resume_position(req) or {}

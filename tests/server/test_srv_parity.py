@@ -126,3 +126,35 @@ async def test_tags_count_per_server_second_from_1(gogin, http):
     # several channels share the count: within a second no two messages have the same tag
     same_second = [(t, tag) for t, tag, _ in got]
     assert len(set(same_second)) == len(same_second), got
+
+
+# -- polling with nothing new ------------------------------------------------------------------------
+
+async def test_polling_304_echoes_the_position(shared_gogin, http, chan):
+    """subscriber.c: "polling subscriber requests get a 304 with their entity tags preserved"."""
+    g = shared_gogin
+    url = f"{g.base}/poll/{chan}"
+    # no position: 304 without Last-Modified / Etag
+    async with http.get(url) as r:
+        assert r.status == 304
+        assert "Last-Modified" not in r.headers and "Etag" not in r.headers
+        assert r.headers["Cache-Control"] == NO_CACHE
+    await publish(http, g.base, chan, "p1")
+    async with http.get(url, headers={"If-Modified-Since": "Thu, 01 Jan 1970 00:00:00 GMT"}) as r:
+        assert r.status == 200 and await r.read()
+        lm, etag = r.headers["Last-Modified"], r.headers["Etag"]
+    # the answer's position, sent back: nothing newer -> 304 with the same values
+    async with http.get(url, headers={"If-Modified-Since": lm, "If-None-Match": etag}) as r:
+        assert r.status == 304 and await r.read() == b""
+        assert (r.headers.get("Last-Modified"), r.headers.get("Etag")) == (lm, etag)
+    # only one of them: only that one comes back (a bare tag comes back as W/<tag>)
+    later = "Mon, 01 Jan 2080 00:00:00 GMT"
+    async with http.get(url, headers={"If-Modified-Since": later}) as r:
+        assert r.status == 304
+        assert (r.headers.get("Last-Modified"), r.headers.get("Etag")) == (later, None)
+    async with http.get(url, headers={"If-Modified-Since": later, "If-None-Match": "7"}) as r:
+        assert (r.headers.get("Last-Modified"), r.headers.get("Etag")) == (later, "W/7")
+    async with http.get(url, params={"time": "3502915200", "tag": "2"}) as r:   # 2081-01-01
+        assert r.status == 304
+        assert r.headers.get("Last-Modified") == "Wed, 01 Jan 2081 00:00:00 GMT"
+        assert r.headers.get("Etag") == "W/2"
