@@ -146,6 +146,15 @@ def position_headers(req) -> list:
     return hdrs
 
 
+def jsonp_callback(req) -> Optional[str]:
+    """The ?callback= of a long-poll or poll (a JavaScript name path), None without one;
+    raises HttpError for anything else."""
+    callback = req.query_params().get("callback")
+    if callback is not None and not JSONP_CALLBACK.match(callback):
+        raise HttpError(400, "Invalid callback name.")
+    return callback
+
+
 def websocket_key(req) -> Optional[str]:
     """The client's key if this is a valid WebSocket handshake (RFC 6455 §4.2.1), None if it is
     no upgrade at all; raises HttpError for a broken one."""
@@ -468,11 +477,19 @@ class SubscriberLocation(Location):
             conn.start_stream(head + self.stream_header, names, self.format,
                               ping_interval=cfg.ping_interval, ttl=cfg.ttl,
                               footer=self.stream_footer)
-        else:   # longpoll, polling
+        elif mode == "polling" and not self._has_news(req, names, backtrack or {}):
+            # nothing newer than the position: 304 that gives it back (subscriber.c), decided
+            # before an answer head goes out (a JSONP one too)
+            jsonp_callback(req)          # a bad callback name is refused all the same
+            self.server.respond(conn, 304, NO_CACHE + position_headers(req))
+            state.channels = ()
+            self.server.note_subscribed(names, events=False)
+            return
+        else:   # longpoll; polling with something to send
             self._hold(conn, req, names)
         self._catch_up(conn, req, names, backtrack or {})
         if mode == "polling":
-            conn.end_hold()          # nothing stored after the position: 304 at once
+            conn.end_hold()          # answered by the catch-up; a no-op then
         # long-poll and polling requests are one answer each: no client events for them
         # (a subscribed event per request, with no matching unsubscribed one, would not balance)
         self.server.note_subscribed(names, events=mode not in ("longpoll", "polling"))
@@ -487,10 +504,8 @@ class SubscriberLocation(Location):
         origin = self.server.cors_done(conn)
         cors = self.server.cors_headers(origin)
         timeout = (cfg.ttl or 30.0) if cfg.mode == "longpoll" else 3600.0
-        callback = req.query_params().get("callback")
+        callback = jsonp_callback(req)
         if callback is not None:
-            if not JSONP_CALLBACK.match(callback):
-                raise HttpError(400, "Invalid callback name.")
             head = self.server.head(200, [("Content-Type", "application/javascript; charset=utf-8"),
                                           ("Transfer-Encoding", "chunked")] + NO_CACHE + cors)
             end = _chunk(b"]);\r\n") + b"0\r\n\r\n"
@@ -498,11 +513,7 @@ class SubscriberLocation(Location):
                       head=head + _chunk(callback.encode() + b"(["), footer=end)
             return
         fmt = self.longpoll_format(origin)
-        if cfg.mode == "polling":
-            # nothing newer than the position: 304 that keeps it (Last-Modified / Etag)
-            timeout_answer = self.server.head(304, NO_CACHE + cors + position_headers(req),
-                                              content_length=0)
-        elif cfg.timeout_with_body:
+        if cfg.timeout_with_body and cfg.mode == "longpoll":
             # push-stream's timeout message (id -3), dated at the client's position so that
             # resuming from it neither skips nor repeats anything
             pos = resume_position(req) or {}
@@ -518,6 +529,15 @@ class SubscriberLocation(Location):
         if self._jsonp is None:
             self._jsonp = self.server.hub.format("stream", self.cfg.template, chunked=True)
         return self._jsonp
+
+    def _has_news(self, req, names, backtrack) -> bool:
+        """Whether _catch_up would send anything (a stored message after the position, or
+        the gap signal): polling answers 304 at once when not."""
+        hub = self.server.hub
+        pos = resume_position(req)
+        if pos is not None:
+            return any(hub.has_replay(n, **pos) for n in names)
+        return any(hub.has_replay(n, last=backtrack[n]) for n in names if backtrack.get(n))
 
     def _catch_up(self, conn, req, names, backtrack):
         """Stored messages first, then live ones (PROTOCOL.md §4): the replay happens in the

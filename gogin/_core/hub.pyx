@@ -126,6 +126,48 @@ cdef inline int64_t _monotonic_ms() noexcept nogil:
     return <int64_t>ts.tv_sec * 1000 + ts.tv_nsec // 1000000
 
 
+cdef bint _replay_start(Channel ch, Py_ssize_t last, since_id, since_time, int since_tag,
+                        event_id, Stored **first, bint *gap) except -1:
+    """Where a replay from a position starts in ch's stored messages (*first, NULL: nothing
+    after it) and whether messages after the position were lost (*gap).  False when no
+    position is given."""
+    cdef Stored *s = ch.hist.first
+    cdef Py_ssize_t k
+    cdef bytes eid
+    gap[0] = False
+    if last > 0:
+        s = ch.hist.last
+        k = 1
+        while k < last and s != NULL and s.cprev != NULL:
+            s = s.cprev
+            k += 1
+        gap[0] = last > ch.hist.count and ch.hist.lost > 0
+    elif since_id is not None:
+        while s != NULL and s.id <= since_id:
+            s = s.cnext
+        gap[0] = ch.hist.lost > 0 and since_id < ch.hist.lost_id
+    elif since_time is not None:
+        while s != NULL and (s.time < since_time or (s.time == since_time and s.tag <= since_tag)):
+            s = s.cnext
+        gap[0] = ch.hist.lost > 0 and (since_time < ch.hist.lost_time or
+                                       (since_time == ch.hist.lost_time and since_tag < ch.hist.lost_tag))
+    elif event_id is not None:
+        eid = event_id.encode("utf-8") if isinstance(event_id, str) else bytes(event_id)
+        s = ch.hist.last
+        while s != NULL and not (s.eid_len == len(eid) and
+                                 s.data[s.len:s.len + s.eid_len] == eid):
+            s = s.cprev
+        if s != NULL:
+            s = s.cnext
+        else:
+            s = ch.hist.first      # unknown id: everything stored, and say so
+            gap[0] = True
+    else:
+        return False
+    first[0] = s
+    return True
+
+
 @cython.final
 cdef class Connection:
     """A client connection, as Python sees it.  Methods act on it; the hub does the I/O."""
@@ -370,43 +412,14 @@ cdef class Connection:
         cdef Hub hub = self._hub
         cdef Channel ch
         cdef Stored *s
-        cdef Py_ssize_t k, sent = 0
+        cdef Py_ssize_t sent = 0
         cdef bint gap = False
-        cdef bytes eid
         if self.c.state not in (CS_WEBSOCKET, CS_STREAM, CS_LONGPOLL):
             return (0, False)
         ch = hub._reg.channels.get(channel)
         if ch is None:
             return (0, since_id is not None and since_id > 0 or event_id is not None)
-        s = ch.hist.first
-        if last > 0:
-            s = ch.hist.last
-            k = 1
-            while k < last and s != NULL and s.cprev != NULL:
-                s = s.cprev
-                k += 1
-            gap = last > ch.hist.count and ch.hist.lost > 0
-        elif since_id is not None:
-            while s != NULL and s.id <= since_id:
-                s = s.cnext
-            gap = ch.hist.lost > 0 and since_id < ch.hist.lost_id
-        elif since_time is not None:
-            while s != NULL and (s.time < since_time or (s.time == since_time and s.tag <= since_tag)):
-                s = s.cnext
-            gap = ch.hist.lost > 0 and (since_time < ch.hist.lost_time or
-                                        (since_time == ch.hist.lost_time and since_tag < ch.hist.lost_tag))
-        elif event_id is not None:
-            eid = event_id.encode("utf-8") if isinstance(event_id, str) else bytes(event_id)
-            s = ch.hist.last
-            while s != NULL and not (s.eid_len == len(eid) and
-                                     s.data[s.len:s.len + s.eid_len] == eid):
-                s = s.cprev
-            if s != NULL:
-                s = s.cnext
-            else:
-                s = ch.hist.first      # unknown id: everything stored, and say so
-                gap = True
-        else:
+        if not _replay_start(ch, last, since_id, since_time, since_tag, event_id, &s, &gap):
             return (0, False)
         if gap and gap_text is not None:
             hub._replay_gap(&self.c, ch, s, gap_text)
@@ -1489,6 +1502,19 @@ cdef class Hub:
         self._hist.max_per_channel = max_per_channel
         self._hist.ttl_ms = <int64_t>(ttl * 1000)
         self._hist.max_bytes = max_bytes
+
+    def has_replay(self, str channel, Py_ssize_t last=0, since_id=None, since_time=None,
+                   int since_tag=-1, event_id=None):
+        """Whether Connection.replay() with this position would send anything (a stored
+        message after it, or the gap signal): a poll answered without holding (JSONP)."""
+        cdef Channel ch = self._reg.channels.get(channel)
+        cdef Stored *s = NULL
+        cdef bint gap = False
+        if ch is None:
+            return since_id is not None and since_id > 0 or event_id is not None
+        if not _replay_start(ch, last, since_id, since_time, since_tag, event_id, &s, &gap):
+            return False
+        return s != NULL or gap
 
     def clear_history(self, str name):
         """Forget a channel's stored messages (the channel was deleted)."""

@@ -158,3 +158,24 @@ async def test_polling_304_echoes_the_position(shared_gogin, http, chan):
         assert r.status == 304
         assert r.headers.get("Last-Modified") == "Wed, 01 Jan 2081 00:00:00 GMT"
         assert r.headers.get("Etag") == "W/2"
+
+
+async def test_jsonp_polling_with_nothing_new_is_304(shared_gogin, http, chan):
+    g = shared_gogin
+    url = f"{g.base}/poll/{chan}"
+    await publish(http, g.base, chan, "j1")
+    epoch = {"If-Modified-Since": "Thu, 01 Jan 1970 00:00:00 GMT"}
+    async with http.get(url, params={"callback": "cb"}, headers=epoch) as r:
+        assert r.status == 200
+        body = await r.read()
+        assert body.startswith(b"cb([") and body.endswith(b"]);\r\n")
+    async with http.get(url, headers=epoch) as r:     # the same message, with its position
+        pos = {"If-Modified-Since": r.headers["Last-Modified"], "If-None-Match": r.headers["Etag"]}
+    async with http.get(url, params={"callback": "cb"}, headers=pos) as r:
+        assert (r.status, await r.read()) == (304, b"")
+        assert (r.headers.get("Last-Modified"), r.headers.get("Etag")) == \
+            (pos["If-Modified-Since"], pos["If-None-Match"])
+    async with http.get(url, params={"callback": "cb"}) as r:        # no position at all
+        assert r.status == 304 and "Etag" not in r.headers
+    async with http.get(url, params={"callback": "1bad"}) as r:
+        assert r.status == 400
