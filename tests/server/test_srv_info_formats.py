@@ -1,9 +1,9 @@
 """Channel info and statistics, byte for byte against nginx-push-stream-module's own patterns.
 
-The expected answers are the module's format strings (include/ngx_http_push_stream_module_utils.h,
-v0.6: numbers are bare integers since 0.5.2, only by_worker's pid is quoted), filled here with
-the values the test knows; only the time of the answer and the uptime are read back, and they
-are checked (UTC, now; a few seconds).  Every Accept subtype the module offers is asked for.
+The expected answers are the module's format strings (include/ngx_http_push_stream_module_utils.h
+of its current source: numbers are bare integers since 0.5.2, only by_worker's pid is quoted),
+filled here with the values the test knows; only the time of the answer and the uptime are read
+back, and they are checked (UTC, now; a few seconds).  Every Accept subtype the module offers is asked for.
 """
 
 from __future__ import annotations
