@@ -127,8 +127,8 @@ def channels_from_accel_redirect(value: str) -> list[str]:
     instead of granting 'b'."""
     parts = urlsplit(value)
     fields = {}
-    for field in parts.query.split("&"):
-        key, _, raw = field.partition("=")
+    for pair in parts.query.split("&"):
+        key, _, raw = pair.partition("=")
         fields[unquote_plus(key)] = raw
     for key in ("channels", "channel", "id"):
         if fields.get(key):

@@ -23,7 +23,7 @@ import msgspec
 from gogin._core import Opcode
 from gogin.auth import PublishRequest, SubscribeRequest
 from gogin.publish import (
-    DELETED_TEXT, GAP_TEXT, HttpError, channel_info_of, check_channel_id,
+    DELETED_TEXT, GAP_TEXT, HttpError, check_channel_id,
     check_subscription, event_field_error, is_text, parse_channel_path, parse_granted,
 )
 from gogin import stats
@@ -32,7 +32,11 @@ log = logging.getLogger("gogin.server")
 
 NO_CACHE = [("Cache-Control", "no-cache, no-store, must-revalidate"),
             ("Expires", "Thu, 01 Jan 1970 00:00:01 GMT")]
-PUBLISHER_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
+# Allow: of a 405, as the module sends it (ngx_http_push_stream_module.h): OPTIONS is answered
+# (200, no Allow) but not listed
+PUBLISHER_METHODS = "GET, POST, PUT, DELETE"
+ALLOW_GET = "GET"
+WS_VERSIONS = "8, 13"
 WS_VERSION_EXPLAIN = "Version not supported. Supported versions: 8, 13"
 WS_HEADERS_EXPLAIN = ("Don't have at least one of the mandatory headers: Connection, Upgrade, "
                       "Sec-WebSocket-Key and Sec-WebSocket-Version")
@@ -110,16 +114,49 @@ def resume_position(req) -> Optional[dict]:
     t = params.get("time") or req.get("if-modified-since")
     if not t:
         return None
+    return {"since_time": _since_time(t), "since_tag": _since_tag(req)}
+
+
+def _since_time(t: str) -> int:
+    """A position's time: Unix seconds or an HTTP date; raises HttpError."""
     if t.isdigit():
-        since = int(t)
-    else:
-        try:
-            since = int(email.utils.parsedate_to_datetime(t).timestamp())
-        except (TypeError, ValueError, IndexError):
-            raise HttpError(400, "Invalid time.") from None
-    tag = params.get("tag") or req.get("if-none-match") or ""
+        return int(t)
+    try:
+        return int(email.utils.parsedate_to_datetime(t).timestamp())
+    except (TypeError, ValueError, IndexError):
+        raise HttpError(400, "Invalid time.") from None
+
+
+def _since_tag(req) -> int:
+    """A position's tag (?tag= or If-None-Match, an Etag as sent: W/ and quotes stripped); -1
+    when there is none."""
+    tag = req.query_params().get("tag") or req.get("if-none-match") or ""
     tag = tag.strip().removeprefix("W/").strip('"')
-    return {"since_time": since, "since_tag": int(tag) if tag.lstrip("-").isdigit() else -1}
+    return int(tag) if tag.lstrip("-").isdigit() else -1
+
+
+def position_headers(req) -> list:
+    """The client's position given back, as push-stream's polling 304 does (subscriber.c,
+    polling_handler + utils.c add_polling_headers): its time as Last-Modified when after the
+    epoch, its tag as Etag W/<tag>; neither when the request had none."""
+    hdrs = []
+    t = req.query_params().get("time") or req.get("if-modified-since")
+    since = _since_time(t) if t else 0
+    if since > 0:
+        hdrs.append(("Last-Modified", email.utils.formatdate(since, usegmt=True)))
+    tag = _since_tag(req)
+    if tag >= 0:
+        hdrs.append(("Etag", f"W/{tag}"))
+    return hdrs
+
+
+def jsonp_callback(req) -> Optional[str]:
+    """The ?callback= of a long-poll or poll (a JavaScript name path), None without one;
+    raises HttpError for anything else."""
+    callback = req.query_params().get("callback")
+    if callback is not None and not JSONP_CALLBACK.match(callback):
+        raise HttpError(400, "Invalid callback name.")
+    return callback
 
 
 def websocket_key(req) -> Optional[str]:
@@ -134,7 +171,9 @@ def websocket_key(req) -> Optional[str]:
     if upgrade != "websocket" or "upgrade" not in connection or not key or not version:
         raise HttpError(400, WS_HEADERS_EXPLAIN)
     if version.strip() not in ("13", "8"):
-        raise HttpError(400, WS_VERSION_EXPLAIN, [("Sec-WebSocket-Version", "13")])
+        # websocket.c: both versions it speaks, in its words (RFC 6455 §4.4 lets a server list
+        # every version it supports)
+        raise HttpError(400, WS_VERSION_EXPLAIN, [("Sec-WebSocket-Version", WS_VERSIONS)])
     if req.method != "GET":
         raise HttpError(405, "WebSocket handshakes use GET.", [("Allow", "GET")])
     try:
@@ -167,8 +206,8 @@ class PublisherLocation(Location):
         ids = params.get("id")
         if key is not None:
             return self._websocket(conn, req, key, ids)
-        if req.method == "OPTIONS":
-            return self.server.respond(conn, 200, [("Allow", PUBLISHER_METHODS)] + NO_CACHE)
+        if req.method == "OPTIONS":     # a CORS preflight (publisher.c: 200, no Allow)
+            return self.server.respond(conn, 200, NO_CACHE)
         if req.method not in ("GET", "POST", "PUT", "DELETE"):
             raise HttpError(405, "Method not allowed.", [("Allow", PUBLISHER_METHODS)])
         if not ids:
@@ -183,7 +222,7 @@ class PublisherLocation(Location):
         if req.method in ("POST", "PUT"):
             return self._publish(conn, req, names)
         if req.method == "GET":
-            return self._info(conn, names)
+            return self._info(conn, req, names)
         return self._delete(conn, req, names)
 
     def _publish(self, conn, req, names):
@@ -205,21 +244,10 @@ class PublisherLocation(Location):
                                 binary=binary)
         if not self.cfg.channel_info_on_publish:
             return self.server.respond(conn, 200, NO_CACHE)
-        self._answer_info(conn, names)
+        self._info(conn, req, names)
 
-    def _answer_info(self, conn, names):
-        hub = self.server.hub
-        if len(names) == 1:
-            body = (channel_info_of(hub, names[0]) + "\r\n").encode("utf-8")
-        else:
-            body = self.server.group_info([channel_info_of(hub, n) for n in names])
-        self.server.respond(conn, 200, [("Content-Type", "application/json")] + NO_CACHE, body)
-
-    def _info(self, conn, names):
-        existing = [n for n in names if self.server.hub.channel(n) is not None]
-        if not existing:
-            raise HttpError(404, "Channel not found.")
-        self._answer_info(conn, existing if len(names) > 1 else names)
+    def _info(self, conn, req, names):
+        answer_channels_info(self.server, conn, req, names)
 
     def _delete(self, conn, req, names):
         if self.server.is_events_channel(names):
@@ -371,14 +399,16 @@ class SubscriberLocation(Location):
     def handle(self, conn, req):
         self.check_access(conn, req)
         key = None
+        # subscriber.c / websocket.c: GET only (HEAD too is 405); OPTIONS, a CORS preflight,
+        # is answered 200 without Allow, except on WebSocket locations
+        if req.method == "OPTIONS" and self.cfg.mode != "websocket":
+            return self.server.respond(conn, 200, NO_CACHE)
+        if req.method != "GET":
+            raise HttpError(405, "Method not allowed.", [("Allow", ALLOW_GET)])
         if self.cfg.mode == "websocket":
             key = websocket_key(req)
             if key is None:
                 raise HttpError(400, WS_HEADERS_EXPLAIN)
-        elif req.method not in ("GET", "HEAD", "OPTIONS"):
-            raise HttpError(405, "Method not allowed.", [("Allow", "GET, OPTIONS")])
-        if req.method == "OPTIONS":
-            return self.server.respond(conn, 200, [("Allow", "GET, OPTIONS")] + NO_CACHE)
         try:
             self._subscribe(conn, req, key)
         except HttpError as e:
@@ -469,11 +499,19 @@ class SubscriberLocation(Location):
             conn.start_stream(head + self.stream_header, names, self.format,
                               ping_interval=cfg.ping_interval, ttl=cfg.ttl,
                               footer=self.stream_footer)
-        else:   # longpoll, polling
+        elif mode == "polling" and not self._has_news(req, names, backtrack or {}):
+            # nothing newer than the position: 304 that gives it back (subscriber.c), decided
+            # before an answer head goes out (a JSONP one too)
+            jsonp_callback(req)          # a bad callback name is refused all the same
+            self.server.respond(conn, 304, NO_CACHE + position_headers(req))
+            state.channels = ()
+            self.server.note_subscribed(names, events=False)
+            return
+        else:   # longpoll; polling with something to send
             self._hold(conn, req, names)
         self._catch_up(conn, req, names, backtrack or {})
         if mode == "polling":
-            conn.end_hold()          # nothing stored after the position: 304 at once
+            conn.end_hold()          # answered by the catch-up; a no-op then
         # long-poll and polling requests are one answer each: no client events for them
         # (a subscribed event per request, with no matching unsubscribed one, would not balance)
         self.server.note_subscribed(names, events=mode not in ("longpoll", "polling"))
@@ -488,10 +526,8 @@ class SubscriberLocation(Location):
         origin = self.server.cors_done(conn)
         cors = self.server.cors_headers(origin)
         timeout = (cfg.ttl or 30.0) if cfg.mode == "longpoll" else 3600.0
-        callback = req.query_params().get("callback")
+        callback = jsonp_callback(req)
         if callback is not None:
-            if not JSONP_CALLBACK.match(callback):
-                raise HttpError(400, "Invalid callback name.")
             head = self.server.head(200, [("Content-Type", "application/javascript; charset=utf-8"),
                                           ("Transfer-Encoding", "chunked")] + NO_CACHE + cors)
             end = _chunk(b"]);\r\n") + b"0\r\n\r\n"
@@ -499,7 +535,7 @@ class SubscriberLocation(Location):
                       head=head + _chunk(callback.encode() + b"(["), footer=end)
             return
         fmt = self.longpoll_format(origin)
-        if cfg.timeout_with_body:
+        if cfg.timeout_with_body and cfg.mode == "longpoll":
             # push-stream's timeout message (id -3), dated at the client's position so that
             # resuming from it neither skips nor repeats anything
             pos = resume_position(req) or {}
@@ -515,6 +551,15 @@ class SubscriberLocation(Location):
         if self._jsonp is None:
             self._jsonp = self.server.hub.format("stream", self.cfg.template, chunked=True)
         return self._jsonp
+
+    def _has_news(self, req, names, backtrack) -> bool:
+        """Whether _catch_up would send anything (a stored message after the position, or
+        the gap signal): polling answers 304 at once when not."""
+        hub = self.server.hub
+        pos = resume_position(req)
+        if pos is not None:
+            return any(hub.has_replay(n, **pos) for n in names)
+        return any(hub.has_replay(n, last=backtrack[n]) for n in names if backtrack.get(n))
 
     def _catch_up(self, conn, req, names, backtrack):
         """Stored messages first, then live ones (PROTOCOL.md §4): the replay happens in the
@@ -593,21 +638,41 @@ class SubscriberLocation(Location):
         return out
 
 
+def answer_channels_info(server, conn, req, names):
+    """The channels of `names` that exist, in request order, in the Accept header's format;
+    404 when none does (module.c, send_response_channels_info_detailed)."""
+    hub = server.hub
+    channels = [ch for ch in map(hub.channel, names) if ch is not None]
+    if not channels:
+        raise HttpError(404, "Channel not found.")
+    fmt = stats.negotiate(req.get("accept"))
+    server.respond(conn, 200, [("Content-Type", fmt.content_type)] + NO_CACHE,
+                   stats.channels_info(server, fmt, channels))
+
+
 class StatsLocation(Location):
+    """push-stream's statistics location (publisher.c, channels_statistics_handler)."""
+
     def handle(self, conn, req):
         self.check_access(conn, req)
-        if req.method not in ("GET", "HEAD"):
-            raise HttpError(405, "Method not allowed.", [("Allow", "GET")])
-        ids = req.query_params().get("id")
-        hdrs = [("Content-Type", "application/json")] + NO_CACHE
+        if req.method != "GET":       # HEAD and OPTIONS too, as in the module
+            raise HttpError(405, "Method not allowed.", [("Allow", ALLOW_GET)])
+        ids = stats.requested_ids(req.query_params().get("id") or "")
+        fmt = stats.negotiate(req.get("accept"))
+        hdrs = [("Content-Type", fmt.content_type)] + NO_CACHE
         if not ids:
-            return self.server.respond(conn, 200, hdrs, stats.summarized(self.server))
-        if ids == "ALL" or "*" in ids:
-            return self.server.respond(conn, 200, hdrs, stats.detailed(self.server, ids))
-        if self.server.hub.channel(ids) is None:
-            raise HttpError(404, "Channel not found.")
-        body = (channel_info_of(self.server.hub, ids) + "\r\n").encode("utf-8")
-        self.server.respond(conn, 200, hdrs, body)
+            return self.server.respond(conn, 200, hdrs, stats.summarized(self.server, fmt))
+        # the first id that is a pattern decides for the whole request, as in the module
+        for name in ids:
+            if len(name) > self.server.config.limits.max_channel_id_length:
+                raise HttpError(400, "Channel id is too large.")
+            if "*" in name:
+                prefix = name[:name.index("*")]
+                return self.server.respond(conn, 200, hdrs,
+                                           stats.all_channels(self.server, fmt, prefix))
+            if name == "ALL":
+                return self.server.respond(conn, 200, hdrs, stats.all_channels(self.server, fmt))
+        answer_channels_info(self.server, conn, req, ids)
 
 
 class HealthLocation(Location):

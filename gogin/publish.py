@@ -139,28 +139,6 @@ def is_text(payload: bytes, content_type: Optional[str]) -> bool:
     return True
 
 
-# -- push-stream's JSON formats (ngx_http_push_stream_module_utils.h, v0.6): numbers quoted --
-
-def channel_info(name: str, published: int, stored: int, subscribers: int) -> str:
-    return (f'{{"channel": "{json_str(name)}", "published_messages": "{published}", '
-            f'"stored_messages": "{stored}", "subscribers": "{subscribers}"}}')
-
-
 def json_str(s: str) -> str:
     import json
     return json.dumps(s, ensure_ascii=False)[1:-1]
-
-
-def channel_info_of(hub: Hub, name: str) -> str:
-    ch = hub.channel(name)
-    if ch is None:
-        return channel_info(name, 0, 0, 0)
-    return channel_info(name, ch.published, ch.stored, ch.subscribers)
-
-
-def group_info(hostname: str, now: str, channels: int, wildcard: int, uptime: int,
-               infos: list[str]) -> bytes:
-    head = (f'{{"hostname": "{json_str(hostname)}", "time": "{now}", "channels": "{channels}", '
-            f'"wildcard_channels": "{wildcard}", "uptime": "{uptime}", "infos": [\r\n')
-    items = ",\r\n".join(infos)
-    return (head + items + ("\r\n" if infos else "") + "]}\r\n").encode("utf-8")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import socket
 import time
 from typing import Optional
 
@@ -14,10 +13,7 @@ from gogin._core import Hub
 from gogin.auth import CallableAuth, MainServerAuth
 from gogin.config import Config, parse_listen
 from gogin import locations as _locations
-from gogin.publish import (
-    DELETED_ID, HttpError, event_field_error, group_info, is_text, json_str,
-)
-from gogin import stats
+from gogin.publish import DELETED_ID, HttpError, event_field_error, is_text, json_str
 
 log = logging.getLogger("gogin.server")
 
@@ -189,11 +185,6 @@ class Server:
     def count_wildcard_channels(self) -> int:
         prefix = self.config.limits.wildcard_channel_prefix
         return sum(1 for n in self.hub.channel_names() if prefix and n.startswith(prefix))
-
-    def group_info(self, infos) -> bytes:
-        return group_info(socket.gethostname(), stats.iso_now(), len(infos),
-                          self.count_wildcard_channels(),
-                          int(time.monotonic() - self.started), infos)
 
     def auth_calls(self) -> int:
         return getattr(self.auth, "calls", 0)

@@ -89,6 +89,11 @@ STATE_NAMES = {CS_HEAD: "head", CS_BODY: "body", CS_PENDING: "pending",
                CS_WEBSOCKET: "websocket", CS_STREAM: "stream", CS_LONGPOLL: "longpoll",
                CS_CLOSING: "closing", CS_CLOSED: "closed"}
 
+# The 101 carries the no-cache headers of every other answer: push-stream sets them before
+# writing its 101 (ngx_http_push_stream_module_websocket.c, set_expires)
+NO_CACHE_HEADERS = (("Cache-Control", "no-cache, no-store, must-revalidate"),
+                    ("Expires", "Thu, 01 Jan 1970 00:00:01 GMT"))
+
 # Answer to a connection past max_connections: sent once without waiting, then closed.
 cdef bytes OVERLOAD_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\n"
                                 b"X-Gogin-Explain: Too many connections.\r\n"
@@ -120,6 +125,48 @@ cdef inline int64_t _monotonic_ms() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return <int64_t>ts.tv_sec * 1000 + ts.tv_nsec // 1000000
+
+
+cdef bint _replay_start(Channel ch, Py_ssize_t last, since_id, since_time, int since_tag,
+                        event_id, Stored **first, bint *gap) except -1:
+    """Where a replay from a position starts in ch's stored messages (*first, NULL: nothing
+    after it) and whether messages after the position were lost (*gap).  False when no
+    position is given."""
+    cdef Stored *s = ch.hist.first
+    cdef Py_ssize_t k
+    cdef bytes eid
+    gap[0] = False
+    if last > 0:
+        s = ch.hist.last
+        k = 1
+        while k < last and s != NULL and s.cprev != NULL:
+            s = s.cprev
+            k += 1
+        gap[0] = last > ch.hist.count and ch.hist.lost > 0
+    elif since_id is not None:
+        while s != NULL and s.id <= since_id:
+            s = s.cnext
+        gap[0] = ch.hist.lost > 0 and since_id < ch.hist.lost_id
+    elif since_time is not None:
+        while s != NULL and (s.time < since_time or (s.time == since_time and s.tag <= since_tag)):
+            s = s.cnext
+        gap[0] = ch.hist.lost > 0 and (since_time < ch.hist.lost_time or
+                                       (since_time == ch.hist.lost_time and since_tag < ch.hist.lost_tag))
+    elif event_id is not None:
+        eid = event_id.encode("utf-8") if isinstance(event_id, str) else bytes(event_id)
+        s = ch.hist.last
+        while s != NULL and not (s.eid_len == len(eid) and
+                                 s.data[s.len:s.len + s.eid_len] == eid):
+            s = s.cprev
+        if s != NULL:
+            s = s.cnext
+        else:
+            s = ch.hist.first      # unknown id: everything stored, and say so
+            gap[0] = True
+    else:
+        return False
+    first[0] = s
+    return True
 
 
 @cython.final
@@ -250,6 +297,7 @@ cdef class Connection:
         if key is not None:
             hdrs = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
                     ("Sec-WebSocket-Accept", accept_key(key))]
+            hdrs.extend(NO_CACHE_HEADERS)
             hdrs.extend(headers)
             hub._send_bytes(&self.c, build_head(101, hdrs))
         ws_parser_init(&self.c.ws, max_message_size if max_message_size > 0 else hub.max_message_size)
@@ -365,43 +413,14 @@ cdef class Connection:
         cdef Hub hub = self._hub
         cdef Channel ch
         cdef Stored *s
-        cdef Py_ssize_t k, sent = 0
+        cdef Py_ssize_t sent = 0
         cdef bint gap = False
-        cdef bytes eid
         if self.c.state not in (CS_WEBSOCKET, CS_STREAM, CS_LONGPOLL):
             return (0, False)
         ch = hub._reg.channels.get(channel)
         if ch is None:
             return (0, since_id is not None and since_id > 0 or event_id is not None)
-        s = ch.hist.first
-        if last > 0:
-            s = ch.hist.last
-            k = 1
-            while k < last and s != NULL and s.cprev != NULL:
-                s = s.cprev
-                k += 1
-            gap = last > ch.hist.count and ch.hist.lost > 0
-        elif since_id is not None:
-            while s != NULL and s.id <= since_id:
-                s = s.cnext
-            gap = ch.hist.lost > 0 and since_id < ch.hist.lost_id
-        elif since_time is not None:
-            while s != NULL and (s.time < since_time or (s.time == since_time and s.tag <= since_tag)):
-                s = s.cnext
-            gap = ch.hist.lost > 0 and (since_time < ch.hist.lost_time or
-                                        (since_time == ch.hist.lost_time and since_tag < ch.hist.lost_tag))
-        elif event_id is not None:
-            eid = event_id.encode("utf-8") if isinstance(event_id, str) else bytes(event_id)
-            s = ch.hist.last
-            while s != NULL and not (s.eid_len == len(eid) and
-                                     s.data[s.len:s.len + s.eid_len] == eid):
-                s = s.cprev
-            if s != NULL:
-                s = s.cnext
-            else:
-                s = ch.hist.first      # unknown id: everything stored, and say so
-                gap = True
-        else:
+        if not _replay_start(ch, last, since_id, since_time, since_tag, event_id, &s, &gap):
             return (0, False)
         if gap and gap_text is not None:
             hub._replay_gap(&self.c, ch, s, gap_text)
@@ -485,6 +504,8 @@ cdef class Hub:
     cdef int64_t _pace_until        # monotonic ns before which the dirty list waits
     cdef object _pace_handle
     cdef list _pending              # channels holding corked batches (fanout_publish)
+    cdef int64_t _last_time         # second and tag of the server's last message: push-stream's
+    cdef int _last_tag              # tags count per server, not per channel (utils.c)
     # limits (readonly for Python; set once in __init__)
     cdef readonly Py_ssize_t max_connections
     cdef readonly Py_ssize_t max_head_size
@@ -1402,8 +1423,12 @@ cdef class Hub:
         now = time(NULL)
         ch.published += 1
         ch.last_id += 1
-        # tag: messages published within the same second (push-stream's time/tag pair)
-        ch.last_tag = ch.last_tag + 1 if now == ch.last_time else 0
+        # tag (utils.c, add_msg_to_channel): the server's previous tag + 1 for a message in the
+        # same second as the server's previous message, else 1; so (time, tag) orders every
+        # message of the server, whatever its channel
+        self._last_tag = self._last_tag + 1 if now == self._last_time else 1
+        self._last_time = now
+        ch.last_tag = self._last_tag
         ch.last_time = now
         if event_id is not None:
             eid = event_id.encode("utf-8") if isinstance(event_id, str) else bytes(event_id)
@@ -1556,6 +1581,19 @@ cdef class Hub:
         self._hist.max_per_channel = max_per_channel
         self._hist.ttl_ms = <int64_t>(ttl * 1000)
         self._hist.max_bytes = max_bytes
+
+    def has_replay(self, str channel, Py_ssize_t last=0, since_id=None, since_time=None,
+                   int since_tag=-1, event_id=None):
+        """Whether Connection.replay() with this position would send anything (a stored
+        message after it, or the gap signal): a poll answered without holding (JSONP)."""
+        cdef Channel ch = self._reg.channels.get(channel)
+        cdef Stored *s = NULL
+        cdef bint gap = False
+        if ch is None:
+            return since_id is not None and since_id > 0 or event_id is not None
+        if not _replay_start(ch, last, since_id, since_time, since_tag, event_id, &s, &gap):
+            return False
+        return s != NULL or gap
 
     def clear_history(self, str name):
         """Forget a channel's stored messages (the channel was deleted)."""

@@ -460,7 +460,7 @@ async def test_longpoll_message_then_timeout(make_server):
         assert resp.content == b"hello"
         assert resp.headers["content-length"] == "5"
         assert resp.headers["content-type"] == "text/plain"
-        assert resp.headers["etag"] == "W/0"
+        assert resp.headers["etag"] == "W/1"          # the server's first message: tag 1
         lm = email.utils.parsedate_to_datetime(resp.headers["last-modified"])
         assert abs(lm.timestamp() - time.time()) < 5
         assert s.subs("lp") == 0                  # one message, then unsubscribed

@@ -1,4 +1,5 @@
-"""/channels-stats in push-stream's formats (numbers quoted, CRLF separators)."""
+"""/channels-stats in push-stream's JSON formats (integer numbers, CRLF separators); every
+Accept format byte for byte: test_srv_info_formats.py."""
 
 from __future__ import annotations
 
@@ -9,24 +10,24 @@ from gogin_e2e import NO_CACHE, publish, ws_connect
 
 TIME = rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"
 SUMMARY = re.compile(
-    rb'^\{"hostname": "(?P<host>[^"]+)", "time": "' + TIME + rb'", "channels": "(?P<channels>\d+)", '
-    rb'"wildcard_channels": "(?P<wildcard>\d+)", "published_messages": "(?P<published>\d+)", '
-    rb'"stored_messages": "(?P<stored>\d+)", "messages_in_trash": "\d+", '
-    rb'"channels_in_trash": "\d+", "subscribers": "(?P<subscribers>\d+)", '
-    rb'"uptime": "(?P<uptime>\d+)", "by_worker": \[\r\n'
-    rb'\{"pid": "(?P<pid>\d+)", "subscribers": "(?P<wsubs>\d+)", "uptime": "\d+"\}\r\n'
+    rb'^\{"hostname": "(?P<host>[^"]+)", "time": "' + TIME + rb'", "channels": (?P<channels>\d+), '
+    rb'"wildcard_channels": (?P<wildcard>\d+), "published_messages": (?P<published>\d+), '
+    rb'"stored_messages": (?P<stored>\d+), "messages_in_trash": 0, '
+    rb'"channels_in_delete": 0, "channels_in_trash": 0, "subscribers": (?P<subscribers>\d+), '
+    rb'"uptime": (?P<uptime>\d+), "by_worker": \[\r\n'
+    rb'\{"pid": "(?P<pid>\d+)", "subscribers": (?P<wsubs>\d+), "uptime": \d+\}\r\n'
     rb'\]\}\r\n$')
 GROUP = re.compile(
-    rb'^\{"hostname": "(?P<host>[^"]+)", "time": "' + TIME + rb'", "channels": "(?P<channels>\d+)", '
-    rb'"wildcard_channels": "(?P<wildcard>\d+)", "uptime": "\d+", "infos": \[\r\n'
+    rb'^\{"hostname": "(?P<host>[^"]+)", "time": "' + TIME + rb'", "channels": (?P<channels>\d+), '
+    rb'"wildcard_channels": (?P<wildcard>\d+), "uptime": \d+, "infos": \[\r\n'
     rb'(?P<infos>.*)\]\}\r\n$', re.S)
 
 
 def info(ch, published, subscribers, stored=None) -> bytes:
     # message storage is on by default (PROTOCOL.md §4): every message is kept, up to 100
     stored = min(published, 100) if stored is None else stored
-    return (f'{{"channel": "{ch}", "published_messages": "{published}", '
-            f'"stored_messages": "{stored}", "subscribers": "{subscribers}"}}').encode()
+    return (f'{{"channel": "{ch}", "published_messages": {published}, '
+            f'"stored_messages": {stored}, "subscribers": {subscribers}}}').encode()
 
 
 async def stats(http, g, **params):
@@ -40,7 +41,7 @@ async def stats(http, g, **params):
 
 async def test_channels_stats_formats(gogin, http):
     g = gogin
-    host = socket.gethostname().encode()
+    host = socket.gethostname().lower().encode()     # nginx lower-cases it
     status, body = await stats(http, g)
     m = SUMMARY.match(body)
     assert status == 200 and m, body
@@ -68,26 +69,27 @@ async def test_channels_stats_formats(gogin, http):
         status, _ = await stats(http, g, id="unknown")
         assert status == 404
 
-        # every channel, sorted
+        # every channel, in creation order; the head counts normal and wildcard channels
         status, body = await stats(http, g, id="ALL")
         m = GROUP.match(body)
         assert status == 200 and m, body
-        assert (m["host"], m["channels"], m["wildcard"]) == (host, b"5", b"1")
+        assert (m["host"], m["channels"], m["wildcard"]) == (host, b"4", b"1")
         assert m["infos"] == b",\r\n".join([
-            info("broad_x", 1, 0), info("pre_a", 1, 0), info("pre_b", 1, 0),
-            info("s1", 2, 2), info("s2", 1, 0)]) + b"\r\n"
+            info("s1", 2, 2), info("s2", 1, 0), info("pre_a", 1, 0), info("pre_b", 1, 0),
+            info("broad_x", 1, 0)]) + b"\r\n"
 
         # a prefix pattern
         status, body = await stats(http, g, id="pre_*")
         m = GROUP.match(body)
         assert status == 200 and m, body
-        assert m["channels"] == b"2"
+        assert m["channels"] == b"4"           # the server's channels, not the listed ones
         assert m["infos"] == info("pre_a", 1, 0) + b",\r\n" + info("pre_b", 1, 0) + b"\r\n"
 
         status, body = await stats(http, g, id="zzz_*")
         m = GROUP.match(body)
         assert status == 200 and m, body
-        assert (m["channels"], m["infos"]) == (b"0", b"")
+        assert (m["channels"], m["infos"]) == (b"4", b"")
 
-    async with http.post(f"{g.base}/channels-stats") as r:
-        assert r.status == 405
+    for method in ("POST", "PUT", "DELETE", "HEAD", "OPTIONS"):     # only GET, as the module
+        async with http.request(method, f"{g.base}/channels-stats") as r:
+            assert (r.status, r.headers["Allow"]) == (405, "GET"), method
