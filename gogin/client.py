@@ -31,7 +31,11 @@ from typing import AsyncIterator, Mapping, Optional, Sequence, Union
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aiohttp
-import picows
+
+try:
+    import picows
+except ImportError:     # the EventSource and HTTP parts work without it: pip install gogin[client]
+    picows = None
 
 __all__ = ["Client", "Subscription", "Publisher", "Message", "Gap", "Position", "Refused",
            "PublishError", "retry_delay"]
@@ -221,7 +225,12 @@ class _End:
         self.exc = exc
 
 
-class _Frames(picows.WSListener):
+def _need_picows() -> None:
+    if picows is None:
+        raise RuntimeError("gogin.client's WebSocket needs picows: pip install 'gogin[client]'")
+
+
+class _Frames(picows.WSListener if picows is not None else object):
     """picows listener: text frames to a callback, the close frame's code and reason kept."""
 
     def __init__(self, on_text, on_binary=None):
@@ -261,7 +270,7 @@ class Subscription:
         self.failures = 0
         self._queue: asyncio.Queue = asyncio.Queue()
         self._task: Optional[asyncio.Task] = None
-        self._ws: Optional[picows.WSTransport] = None
+        self._ws: Optional["picows.WSTransport"] = None
         self._opened = asyncio.Event()
 
     @property
@@ -324,8 +333,8 @@ class Subscription:
                     self.state = "refused"
                     self._queue.put_nowait(_End(e))
                     return
-                except (OSError, asyncio.TimeoutError, aiohttp.ClientError, picows.WSError,
-                        ConnectionError):
+                except (OSError, asyncio.TimeoutError, aiohttp.ClientError, ConnectionError,
+                        *((picows.WSError,) if picows is not None else ())):
                     opened = self._opened.is_set()   # a network failure: retried
                 finally:
                     self._ws = None
@@ -362,6 +371,7 @@ class Subscription:
         self._opened.set()
 
     async def _websocket(self) -> bool:
+        _need_picows()
         c = self.client
         url = self._url(c.ws_path, "ws")
         try:
@@ -451,7 +461,7 @@ class Publisher:
     """The publisher WebSocket (``/pub`` without id): JSON items, published in order.  gogin
     answers only bad items: ``await publisher.errors.get()`` -> {"error": ..., "index": N}."""
 
-    def __init__(self, transport: picows.WSTransport, frames: _Frames):
+    def __init__(self, transport: "picows.WSTransport", frames: _Frames):
         self._transport = transport
         self.errors = frames.texts
 
@@ -549,6 +559,7 @@ class Client:
 
     async def publisher(self) -> Publisher:
         """Open the publisher WebSocket (many messages, many channels, one connection)."""
+        _need_picows()
         def factory() -> _Frames:
             f = _Frames(lambda b: f.texts.put_nowait(json.loads(b)))
             return f
