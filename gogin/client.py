@@ -175,8 +175,10 @@ class Resume:
 
     def accept(self, msg: Message) -> list[Union[Message, Gap]]:
         """What to deliver for one received message (possibly nothing)."""
-        if msg.id in (-1, -3) or msg.channel is None:
-            return [] if msg.id in (-1, -3) else [msg]
+        if msg.id in (-1, -3):
+            return []                             # ping, long-poll timeout
+        if msg.channel is None:
+            return [msg]                          # a custom template: no position to keep
         ch = msg.channel
         pos = self.positions.get(ch)
         here = Position(msg.id, msg.timestamp, msg.tag if msg.tag is not None else -1,

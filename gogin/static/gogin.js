@@ -408,7 +408,8 @@
       if (pos && pos.id !== null && here.tag === -1) this.pendingGaps[msg.channel] = gap;
       else this._emit("gap", gap);
       if (here.time !== null && (!pos || pos.time === null || cmp(here, pos) > 0)) {
-        this.positions[msg.channel] = Object.assign({}, pos || {}, { time: here.time, tag: here.tag });
+        this.positions[msg.channel] = { id: pos ? pos.id : null, time: here.time, tag: here.tag,
+                                        eventid: pos ? pos.eventid : null };
       }
     }
   }
