@@ -391,12 +391,13 @@ class Subscription:
                 raise Refused(status, headers.get("X-Gogin-Explain"),
                               (e.raw_body or b"").decode("utf-8", "replace")) from None
             raise ConnectionError(str(e)) from None
-        if frames is None or transport.is_disconnected:
+        if frames is None:
             # picows reports a connection lost before the 101 as a handshake without listener
             raise ConnectionError("connection lost during the handshake")
         self._ws = transport
         self._connected()
-        await transport.wait_disconnected()
+        if not transport.is_disconnected:         # a 1008 may come with the 101 already
+            await transport.wait_disconnected()
         if frames.close_code == 1008:
             try:
                 doc = json.loads(frames.close_reason)

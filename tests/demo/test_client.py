@@ -163,3 +163,14 @@ def test_retry_delay_is_full_jitter():
         for d in delays:
             buckets[min(9, int(d / window * 10))] += 1
         assert max(buckets) < 1500
+
+
+async def test_channel_refusal_is_a_1008_with_gogins_reason(demo):
+    """A valid handshake refused by gogin's channel checks: upgraded, then closed 1008 with
+    {"http_status": 403, "explain": ...}; the client reads it as a refusal."""
+    async with Client(demo.base, min_delay=0.1) as client:
+        sub = client.subscribe(["ALL"])
+        with pytest.raises(Refused) as exc:
+            await next_item(sub)
+        assert exc.value.status == 403
+        assert exc.value.explain == "Channel id not authorized for this method."

@@ -278,34 +278,72 @@ async def test_backoff_full_jitter_spreads_a_storm(demo):
 
 
 async def test_curl_hint_never_breaks_a_word(demo):
+    """At every width from 300 to 600 px the hint wraps only at a space or after / ? =, so a
+    host, a port, a channel id is never cut in two."""
     d = demo["demo"]
     errors, not_found = [], []
     expect = expect_api()
     async with chromium(viewport={"width": 360, "height": 700}) as ctx:
         page = await open_page(ctx, d.base + "/", expect, errors, not_found)
+        assert await page.locator("link[rel=icon]").count() == 1     # no /favicon.ico request
         await page.click("#user-buttons button[value=alice]")
         await page.wait_for_url(d.base + "/")
         hint = page.locator("#curl-hint")
         await expect(hint).to_contain_text("/pub?id=user.alice")
-        layout = await hint.evaluate("""(el) => {
-            const text = el.textContent, words = [], lines = new Set();
-            const re = /[A-Za-z0-9]+/g;
-            let m;
-            while ((m = re.exec(text))) {
-              // the word's characters: all on one line?
-              const tops = new Set();
-              for (let i = m.index; i < m.index + m[0].length; i++) {
-                let node = el.firstChild, off = i;
-                while (node && off >= node.textContent.length) { off -= node.textContent.length; node = node.nextSibling; }
-                const r = document.createRange(); r.setStart(node, off); r.setEnd(node, off + 1);
-                const rect = r.getBoundingClientRect();
-                tops.add(Math.round(rect.top)); lines.add(Math.round(rect.top));
-              }
-              words.push([m[0], tops.size]);
-            }
-            return {words, lines: lines.size, overflow: el.scrollWidth > el.clientWidth};
-        }""")
-        assert layout["lines"] > 1                 # it does wrap at this width...
-        assert [w for w, n in layout["words"] if n != 1] == []      # ...never inside a word
-        assert not layout["overflow"]
+        wrapped = 0
+        for width in range(300, 601, 10):
+            await page.set_viewport_size({"width": width, "height": 700})
+            layout = await hint.evaluate(LAYOUT_JS)
+            assert layout["broken"] == [], (width, layout)
+            assert not layout["overflow"], width
+            wrapped += layout["lines"] > 1
+        assert wrapped > 5                      # it does wrap at the narrow widths
     assert errors == [] and not_found == []
+
+
+# For each word of the hint (split at spaces and after / ? = &): the lines its characters
+# are on.  A word on two lines was broken.
+LAYOUT_JS = """(el) => {
+  const chars = [];
+  for (const node of el.childNodes) {
+    if (node.nodeType !== Node.TEXT_NODE) continue;
+    for (let i = 0; i < node.data.length; i++) {
+      const r = document.createRange();
+      r.setStart(node, i); r.setEnd(node, i + 1);
+      chars.push([node.data[i], Math.round(r.getBoundingClientRect().top)]);
+    }
+  }
+  const words = [[]];
+  for (const [c, top] of chars) {
+    if (c === " ") { words.push([]); continue; }
+    words[words.length - 1].push([c, top]);
+    if ("/?=&".includes(c)) words.push([]);
+  }
+  const broken = words.filter((w) => new Set(w.map((x) => x[1])).size > 1)
+                      .map((w) => w.map((x) => x[0]).join(""));
+  const lines = new Set(chars.map((x) => x[1])).size;
+  return {broken, lines, overflow: el.scrollWidth > el.clientWidth};
+}"""
+
+
+async def test_gogin_js_reads_the_1008_refusal(demo):
+    """gogin.js on its own (no demo page logic): a channel gogin refuses closes the
+    WebSocket with 1008 + JSON; that is a "refused" event with gogin's status, not retried."""
+    d = demo["demo"]
+    async with chromium() as ctx:
+        page = ctx.pages[0] if ctx.pages else await ctx.new_page()
+        await page.goto(d.base + "/static/gogin.js")          # same origin, nothing else
+        await page.add_script_tag(url=d.base + "/static/gogin.js")
+        info = await page.evaluate("""() => new Promise((resolve) => {
+            const states = [];
+            const c = new GoginClient({transports: {websocket: "/ws/"}, channels: ["ALL"],
+                                       minDelay: 100,
+                                       onstatus: (s) => states.push(s),
+                                       onrefused: (i) => setTimeout(() =>
+                                         resolve({status: i.status, explain: i.explain,
+                                                  states, state: c.state}), 500)});
+        })""")
+    assert info["status"] == 403
+    assert info["explain"] == "Channel id not authorized for this method."
+    # upgraded, then closed: open for a moment, then refused, and no retry after it
+    assert info["states"] == ["connecting", "open", "refused"] and info["state"] == "refused"
