@@ -27,7 +27,8 @@ import json
 import random
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator, Mapping, Optional, Sequence, Union
+from collections.abc import AsyncIterator
+from typing import Mapping, Optional, Sequence, Union
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aiohttp
@@ -254,7 +255,7 @@ class _Frames(picows.WSListener if picows is not None else object):
             transport.disconnect()
 
 
-class Subscription:
+class Subscription(AsyncIterator[Union[Message, Gap]]):
     """``async for item in subscription``: Message and Gap items, until close() or Refused."""
 
     def __init__(self, client: "Client", channels: Sequence[str], transport: str,
@@ -280,7 +281,7 @@ class Subscription:
         """Per channel: where it was left (keep it to resume a later subscription)."""
         return self.resume.positions
 
-    def __aiter__(self) -> AsyncIterator[Union[Message, Gap]]:
+    def __aiter__(self) -> "Subscription":
         return self
 
     async def __anext__(self) -> Union[Message, Gap]:

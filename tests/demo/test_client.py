@@ -174,3 +174,35 @@ async def test_channel_refusal_is_a_1008_with_gogins_reason(demo):
             await next_item(sub)
         assert exc.value.status == 403
         assert exc.value.explain == "Channel id not authorized for this method."
+
+
+@pytest.mark.parametrize("transport", ["websocket", "eventsource"])
+async def test_resume_across_a_gogin_restart(transport):
+    """gogin restarts (its history is gone) while the client is cut off: what is published
+    after the restart, before the client is back, arrives once, in order."""
+    d = DemoProcess()
+    proxy = await CuttingProxy(d.port).start()
+    try:
+        async with Client(proxy.base, min_delay=0.2, max_delay=1.0) as client:
+            sub = client.subscribe(["r1", "r2"], transport=transport)
+            await sub.wait_open()
+            async with Client(d.base) as pub:
+                await pub.publish("r1", "before")
+            assert (await next_item(sub)).text == "before"
+            proxy.cut()
+            started = time.time()
+            d = await asyncio.to_thread(d.restart)
+            # positions are per second: not in the second of "before" (docs/clients.md, Limits)
+            await asyncio.sleep(max(0.0, int(started) + 1.05 - time.time()))
+            sent = [f"x{i:02d}" for i in range(20)]
+            async with Client(d.base) as pub:
+                for text in sent:
+                    await pub.publish("r1", text)
+            assert sub.state != "open"
+            proxy.restore()
+            got = [await next_item(sub) for _ in range(20)]
+            assert [m.text for m in got] == sent
+            assert [m.id for m in got] == list(range(1, 21))    # a new gogin: ids from 1
+    finally:
+        await proxy.close()
+        d.stop()
