@@ -43,6 +43,7 @@ __all__ = ["Client", "Subscription", "Publisher", "Message", "Gap", "Position", 
 
 GAP_ID = -4
 CLOCK_SKEW = 5.0          # s our clock may be ahead of gogin's, until a live message tells
+STABLE = 5.0              # s a connection lasted: it worked, the backoff starts over
 
 
 @dataclass(frozen=True)
@@ -342,7 +343,8 @@ class Subscription(AsyncIterator[Union[Message, Gap]]):
                 finally:
                     self._ws = None
                     self._opened.clear()
-                if opened:
+                # a server that accepts and drops at once is not working: back off anyway
+                if opened and time.time() - (self.resume.opened_at or 0) >= STABLE:
                     self.failures = 0
                 delay = retry_delay(self.failures, c.min_delay, c.max_delay)
                 self.failures += 1

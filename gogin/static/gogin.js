@@ -31,6 +31,7 @@
 
   const KINDS = ["websocket", "eventsource", "longpoll"];
   const PROBE_MS = 3000;      // a probe still waiting after this: the server holds it, it is up
+  const STABLE_MS = 5000;     // a connection that lasted this long worked: backoff starts over
 
   function absolute(url, ws) {
     const base = global.location ? global.location.href : undefined;
@@ -187,11 +188,10 @@
       this.ws = this.es = this.abort = null;
     }
 
-    // stable: the transport proved it works (WebSocket, EventSource open); a long-poll proves
-    // it with its first answer, else a refusing server would be retried without backoff
-    _opened(cycle, stable) {
+    // The backoff starts over once a connection has lasted STABLE_MS (see _schedule), or when
+    // a long-poll gets an answer: a server that accepts and drops at once is not "working".
+    _opened(cycle) {
       if (cycle !== this.cycle) return;
-      if (stable !== false) this.failures = 0;
       this.openedAt = Date.now();
       this._status("open", {});
     }
@@ -272,7 +272,7 @@
       this.abort = new AbortController();
       const groups = this.channels ? this.channels.map((c) => [c]) : [null];
       for (const g of groups) this._poll(cycle, g, this._resumeQuery(g));
-      this._opened(cycle, false);
+      this._opened(cycle);
     }
 
     async _poll(cycle, chans, cursor) {
@@ -349,6 +349,9 @@
     }
 
     _schedule(info) {
+      if (info.opened && this.openedAt !== null && Date.now() - this.openedAt >= STABLE_MS) {
+        this.failures = 0;
+      }
       const wait = retryDelay(this.failures, this.minDelay, this.maxDelay);
       this.failures += 1;
       this.nextRetryAt = Date.now() + wait;
