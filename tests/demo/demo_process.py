@@ -102,12 +102,15 @@ class DemoProcess:
 class CuttingProxy:
     """127.0.0.1:<port> -> gogin.  cut() resets every connection through it and refuses new
     ones until restore(): what a network failure looks like to the page.  With
-    refuse_upgrades, WebSocket handshakes are reset (a proxy that breaks WebSockets)."""
+    refuse_upgrades, WebSocket handshakes are reset (a proxy that breaks WebSockets); with
+    refuse_event_streams, requests that accept only text/event-stream (a browser's
+    EventSource; not fetch()) are reset."""
 
     def __init__(self, target_port: int):
         self.target_port = target_port
         self.down = False
         self.refuse_upgrades = False
+        self.refuse_event_streams = False
         self.transports: set = set()
         self.server = None
         self.port = 0
@@ -147,7 +150,10 @@ class CuttingProxy:
                 data = await reader.read(65536)
                 if not data:
                     break
-                if check and self.refuse_upgrades and b"\r\nupgrade: websocket" in data.lower():
+                low = data.lower()
+                if check and self.refuse_upgrades and b"\r\nupgrade: websocket" in low:
+                    break
+                if check and self.refuse_event_streams and b"\r\naccept: text/event-stream" in low:
                     break
                 writer.write(data)
                 await writer.drain()

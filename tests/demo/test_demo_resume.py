@@ -229,6 +229,40 @@ async def test_falls_back_to_eventsource_when_websockets_do_not_get_through(demo
     assert errors == [] and not_found == []
 
 
+async def test_falls_back_to_long_polling_when_neither_gets_through(demo):
+    d = demo["demo"]
+    proxy = await CuttingProxy(d.port).start()
+    proxy.refuse_upgrades = proxy.refuse_event_streams = True
+    errors, not_found = [], []
+    expect = expect_api()
+    try:
+        async with chromium() as ctx:
+            page = await open_page(ctx, f"{proxy.base}/?{FAST}", expect, errors, not_found)
+            await log_in(page, "dave", proxy.base, FAST)
+            status = page.locator("#status")
+            await expect(status).to_have_attribute("data-transport", "longpoll")
+            await expect(status).to_have_attribute("data-state", "open")
+            await publish(d, "user.dave", "via long-polling")
+            assert "via long-polling" in await wait_texts(page, lambda t: "via long-polling" in t)
+    finally:
+        await proxy.close()
+    assert errors == [] and not_found == []
+
+
+async def test_browser_without_websocket_and_eventsource_long_polls(demo):
+    d = demo["demo"]
+    errors, not_found = [], []
+    expect = expect_api()
+    async with chromium() as ctx:
+        await ctx.add_init_script("delete window.WebSocket; delete window.EventSource;")
+        page = await open_page(ctx, f"{d.base}/?{FAST}", expect, errors, not_found)
+        await log_in(page, "bob", d.base, FAST)
+        await expect(page.locator("#status")).to_have_attribute("data-transport", "longpoll")
+        await publish(d, "team.red", "no websocket here")
+        assert "no websocket here" in await wait_texts(page, lambda t: "no websocket here" in t)
+    assert errors == [] and not_found == []
+
+
 async def test_gap_is_shown_when_history_no_longer_holds_the_position(demo):
     d = demo["demo"]
     proxy = await CuttingProxy(d.port).start()
