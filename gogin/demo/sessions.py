@@ -20,12 +20,15 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import time
 from typing import Optional
 
 MAX_AGE = 7 * 86400                 # seconds a session lasts
+
+log = logging.getLogger("gogin.demo")
 
 
 def state_dir() -> str:
@@ -69,7 +72,16 @@ class Sessions:
         if secret is None and os.environ.get("GOGIN_DEMO_SECRET"):
             secret = os.environ["GOGIN_DEMO_SECRET"].encode()
         self.secret_source = "given" if secret else os.path.join(self.dir, "secret")
-        self.secret = secret or _load_or_create_secret(self.secret_source)
+        if secret is None:
+            try:
+                secret = _load_or_create_secret(self.secret_source)
+            except OSError as e:
+                # a read-only home should not stop the demo: sessions then end with the process
+                log.warning("demo: cannot keep the session secret in %s (%s): sessions will "
+                            "not survive a restart", self.secret_source, e.strerror)
+                secret = secrets.token_hex(32).encode()
+                self.secret_source = "kept in memory only"
+        self.secret = secret
         self.max_age = max_age
         self.revoked_path = os.path.join(self.dir, "revoked.json")
         self.revoked: dict[str, float] = self._load_revoked()
@@ -105,11 +117,14 @@ class Sessions:
         now = time.time()
         self.revoked = {s: exp for s, exp in self._load_revoked().items() if exp > now}
         self.revoked[sid] = now + self.max_age
-        os.makedirs(self.dir, mode=0o700, exist_ok=True)
-        tmp = f"{self.revoked_path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as fh:
-            json.dump(self.revoked, fh)
-        os.replace(tmp, self.revoked_path)
+        try:
+            os.makedirs(self.dir, mode=0o700, exist_ok=True)
+            tmp = f"{self.revoked_path}.{os.getpid()}.tmp"
+            with open(tmp, "w") as fh:
+                json.dump(self.revoked, fh)
+            os.replace(tmp, self.revoked_path)
+        except OSError as e:           # still revoked for this process
+            log.warning("demo: cannot write %s (%s)", self.revoked_path, e.strerror)
         return user
 
     def _load_revoked(self) -> dict[str, float]:
