@@ -134,6 +134,11 @@ async def test_public_location_with_the_session_cookie(demo):
         await pub.publish("team.red", "for the team")
         item = await next_item(sub)
         assert (item.channel, item.text) == ("team.red", "for the team")
+        # ...and none of the others': the main server's 403, not retried
+        other = client.subscribe(["user.alice"])
+        with pytest.raises(Refused) as exc:
+            await next_item(other)
+        assert exc.value.status == 403 and "may not read user.alice" in exc.value.body
 
 
 async def test_publisher_websocket(demo):
