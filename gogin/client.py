@@ -519,7 +519,8 @@ class Client:
     def headers(self) -> dict[str, str]:
         return dict(self._headers)
 
-    def url(self, path: str, query: Optional[Mapping[str, str]] = None, scheme: str = "http") -> str:
+    def url(self, path: str, query: Optional[Mapping[str, str]] = None,
+            scheme: str = "http") -> str:
         s = self._base.scheme
         if scheme == "ws":
             s = "wss" if s == "https" else "ws"

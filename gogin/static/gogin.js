@@ -5,9 +5,9 @@
  *     history: 20,                       // first connect: the 20 newest stored messages (.b20)
  *     onmessage(msg) { ... },            // {id, channel, text, tag, time, eventid, date, raw}
  *     ongap(gap) { ... },                // {channel, text, time, tag}: messages were lost
- *     onstatus(state, info) { ... },     // "connecting" | "open" | "waiting" | "refused" | "stopped"
+ *     onstatus(state, info) { ... },     // connecting | open | waiting | refused | stopped
  *     onrefused(info) { ... },           // {status: 401, explain, body}: log in again
- *     onerror(doc) { ... },              // gogin's own messages: {"error": "publish rejected", ...}
+ *     onerror(doc) { ... },              // gogin's own: {"error": "publish rejected", ...}
  *   });
  *   client.send({channel: "team.red", text: "hi"});     // client publish (WebSocket only)
  *   client.state, client.transport, client.nextRetryAt, client.positions
@@ -76,7 +76,9 @@
 
   // 4xx means "not you" (no session, not allowed): retrying will not change it.  408 and 429
   // are about timing, 5xx about the server: those are retried.
-  function isRefusal(status) { return status >= 400 && status < 500 && status !== 408 && status !== 429; }
+  function isRefusal(status) {
+    return status >= 400 && status < 500 && status !== 408 && status !== 429;
+  }
 
   class GoginClient {
     constructor(opts) {
@@ -246,7 +248,10 @@
         if (ev.code === 1008) {
           try {
             const doc = JSON.parse(ev.reason);
-            if (doc && doc.http_status) { info.status = doc.http_status; info.explain = doc.explain; }
+            if (doc && doc.http_status) {
+              info.status = doc.http_status;
+              info.explain = doc.explain;
+            }
           } catch (e) { /* 1008 "slow consumer" & co: plain text, retried */ }
         }
         this._lost(cycle, info);
@@ -296,7 +301,8 @@
         }
         this.failures = 0;
         const t = seconds(r.headers.get("Last-Modified"));
-        const tag = parseInt((r.headers.get("Etag") || "").replace(/^W\//, "").replace(/"/g, ""), 10);
+        const etag = (r.headers.get("Etag") || "").replace(/^W\//, "").replace(/"/g, "");
+        const tag = parseInt(etag, 10);
         if (t !== null) cursor = { time: String(t), tag: String(isNaN(tag) ? -1 : tag) };
         this._frame(body);
       }

@@ -7,7 +7,6 @@ The page is loaded through CuttingProxy, so the test can cut its connections (a 
 failure) while it publishes straight to gogin.  Every wait is bounded."""
 
 import asyncio
-import json
 import re
 import time
 
@@ -76,14 +75,17 @@ def expect_api():
     return expect
 
 
+READING = "[demoClient.nextRetryAt, document.getElementById('status').textContent]"
+
+
 async def countdown_moves(page) -> tuple[float, float]:
     """Two readings of the status, 300 ms apart, during one wait: the second is lower (the
     page redraws every 100 ms and rounds to 0.1 s, so 300 ms always show)."""
     deadline = time.monotonic() + T
     while time.monotonic() < deadline:
-        a = await page.evaluate("[demoClient.nextRetryAt, document.getElementById('status').textContent]")
+        a = await page.evaluate(READING)
         await asyncio.sleep(0.3)
-        b = await page.evaluate("[demoClient.nextRetryAt, document.getElementById('status').textContent]")
+        b = await page.evaluate(READING)
         ma, mb = (re.fullmatch(r"reconnecting in ([\d.]+) s", x[1]) for x in (a, b))
         if a[0] is not None and a[0] == b[0] and ma and mb:
             return float(ma.group(1)), float(mb.group(1))
@@ -300,7 +302,8 @@ async def test_backoff_full_jitter_spreads_a_storm(demo):
         await page.goto(d.base + "/")
         for n in range(6):
             delays = await page.evaluate(
-                "(n) => Array.from({length: 10000}, () => GoginClient.retryDelay(n, 3000, 60000))", n)
+                "(n) => Array.from({length: 10000},"
+                " () => GoginClient.retryDelay(n, 3000, 60000))", n)
             window = min(60000, 3000 * 2 ** n)
             assert all(0 <= x <= window for x in delays)
             buckets = {}
