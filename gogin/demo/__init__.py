@@ -10,6 +10,9 @@ matches):
     /static/     gogin/static/       (gogin.js, the browser client)
     /_demo/      a temporary directory with config.json: {"main_server": "http://127.0.0.1:N",
                  ...} so the page (and tests) find the demo main server.
+
+Sessions are signed cookies (gogin/demo/sessions.py) whose secret is kept in a file, so a
+logged-in page reconnects after a restart; GOGIN_DEMO_STATE_DIR says where that file lives.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import msgspec
 
 from gogin.config import Location, parse_listen
 from gogin.demo.mainserver import USERS, DemoMainServer, is_loopback_host
+from gogin.demo.sessions import Sessions
 
 log = logging.getLogger("gogin.demo")
 
@@ -75,7 +79,10 @@ async def start_demo(cfg):
     page_host = f"[{page_host}]" if ":" in page_host else page_host
     page_url = f"http://{page_host}:{gogin_port}/" if gogin_port else "/"
 
-    main = DemoMainServer(page_url=page_url)
+    sessions = Sessions()
+    log.info("demo: sessions signed with the secret %s (a new secret logs everyone out)",
+             sessions.secret_source)
+    main = DemoMainServer(page_url=page_url, sessions=sessions)
     runner = web.AppRunner(main.app(), access_log=None)
     await runner.setup()
     port = None

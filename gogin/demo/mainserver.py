@@ -1,11 +1,13 @@
 """The demo main server: what an application (Django, Rails, ...) does next to gogin.
 
-It owns a few users, a cookie session and per-user channel lists, and answers gogin's two
-callbacks (PROTOCOL.md §5):
+It owns a few users, a signed cookie session (gogin/demo/sessions.py: it survives a restart)
+and per-user channel lists, and answers gogin's two callbacks (PROTOCOL.md §5):
 
 - ``POST /auth/subscribe`` (auth.url): gogin forwards the browser's Cookie; a logged-in user gets
   ``{"channels": [...], "user": "..."}``, anyone else a 401 with a JSON body (passed on to the
-  browser as the handshake answer);
+  browser as the handshake answer).  A client that names channels in its path
+  (``/subscribe-lp/team.red``, ``X-Gogin-Channels``) gets those of them it may read: gogin.js
+  long-polls each channel on its own, so that each keeps its own resume position;
 - ``POST /auth/publish`` (auth.publish_url): a message a browser sent over its WebSocket.  The
   page sends ``{"channel": "team.red", "text": "hi"}`` (plain text goes to ``all``); a logged-in
   user may post to one of their own channels, and the message is replaced by
@@ -24,11 +26,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import secrets
 from typing import Optional
 from urllib.parse import urlsplit
 
 from aiohttp import web
+
+from gogin.demo.sessions import MAX_AGE, Sessions
 
 log = logging.getLogger("gogin.demo")
 
@@ -73,12 +76,13 @@ def loopback_http_url(url: Optional[str]) -> Optional[str]:
 
 
 class DemoMainServer:
-    """The aiohttp application and its state (sessions live in memory)."""
+    """The aiohttp application; sessions are signed cookies (nothing is kept in memory)."""
 
-    def __init__(self, page_url: str = "/", users: Optional[dict] = None):
+    def __init__(self, page_url: str = "/", users: Optional[dict] = None,
+                 sessions: Optional[Sessions] = None):
         self.page_url = page_url              # where /login and /logout send the browser back
         self.users = dict(users or USERS)
-        self.sessions: dict[str, str] = {}    # token -> user
+        self.sessions = sessions or Sessions()
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024)
@@ -96,8 +100,10 @@ class DemoMainServer:
     # -- sessions ----------------------------------------------------------------------------
 
     def user_of(self, request: web.Request) -> Optional[str]:
-        token = request.cookies.get(COOKIE)
-        return self.sessions.get(token) if token else None
+        found = self.sessions.parse(request.cookies.get(COOKIE))
+        if found is None or found[0] not in self.users:
+            return None
+        return found[0]
 
     def _back(self, request, form) -> str:
         return (loopback_http_url(form.get("next"))
@@ -110,20 +116,16 @@ class DemoMainServer:
         back = self._back(request, form)
         if user not in self.users:
             return web.json_response({"error": f"unknown user {user!r}"}, status=403)
-        old = request.cookies.get(COOKIE)
-        if old:
-            self.sessions.pop(old, None)
-        token = secrets.token_urlsafe(24)
-        self.sessions[token] = user
+        self.sessions.revoke(request.cookies.get(COOKIE))
         resp = web.HTTPSeeOther(back)
-        resp.set_cookie(COOKIE, token, httponly=True, samesite="Lax", path="/")
+        resp.set_cookie(COOKIE, self.sessions.issue(user), httponly=True, samesite="Lax",
+                        path="/", max_age=MAX_AGE)
         log.info("demo: %s logged in", user)
         return resp
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
-        token = request.cookies.get(COOKIE)
-        user = self.sessions.pop(token, None) if token else None
+        user = self.sessions.revoke(request.cookies.get(COOKIE))
         resp = web.HTTPSeeOther(self._back(request, form))
         resp.del_cookie(COOKIE, path="/")
         if user:
@@ -160,7 +162,13 @@ class DemoMainServer:
         user = self.user_of(request)
         if user is None:
             return web.json_response({"error": "not logged in"}, status=401)
-        return web.json_response({"channels": self.users[user], "user": user})
+        allowed = self.users[user]
+        wanted = [c for c in request.headers.get("X-Gogin-Channels", "").split("/") if c]
+        channels = [c for c in wanted if c in allowed] if wanted else allowed
+        if not channels:
+            return web.json_response({"error": f"{user} may not read {'/'.join(wanted)}"},
+                                     status=403)
+        return web.json_response({"channels": channels, "user": user})
 
     async def auth_publish(self, request: web.Request) -> web.StreamResponse:
         user = self.user_of(request)

@@ -1,148 +1,429 @@
-/* gogin.js: a tiny browser client for gogin over the native WebSocket.
+/* gogin.js: a small browser client for gogin (plain ES2017, no dependencies, no build step).
  *
  *   const client = new GoginClient({
- *     url: "/subscribe/",                  // ws(s):// URL or a path on this host
- *     onmessage(msg) { ... },              // {id, channel, text, tag, time, eventid, date, raw}
- *     onstatus(state, info) { ... },       // "connecting" | "open" | "closed" | "stopped"
- *     onerror(doc) { ... },                // gogin's own messages, e.g. {"error": "publish rejected", "status": 403}
+ *     channels: ["user.alice", "all"],   // optional; named in the path (see below)
+ *     history: 20,                       // first connect: the 20 newest stored messages (.b20)
+ *     onmessage(msg) { ... },            // {id, channel, text, tag, time, eventid, date, raw}
+ *     ongap(gap) { ... },                // {channel, text, time, tag}: messages were lost
+ *     onstatus(state, info) { ... },     // connecting | open | waiting | refused | stopped
+ *     onrefused(info) { ... },           // {status: 401, explain, body}: log in again
+ *     onerror(doc) { ... },              // gogin's own: {"error": "publish rejected", ...}
  *   });
- *   client.send("hello") / client.send({channel: "team.red", text: "hi"});   // client publish
- *   client.close();
+ *   client.send({channel: "team.red", text: "hi"});     // client publish (WebSocket only)
+ *   client.state, client.transport, client.nextRetryAt, client.positions
+ *   client.retryNow(); client.close(); client.start();
  *
- * Messages are rendered by gogin's default template (PROTOCOL.md §3):
- *   {"id":N,"channel":"...","text":"...","tag":"...","time":"<HTTP date>","eventid":"..."}
- * Reconnects with exponential backoff (plus jitter) until close() is called.
- * No dependencies, no build step.
+ * Documented in docs/clients.md.  What it does, and why:
+ * - Transports: WebSocket, else EventSource, else long-polling.  One is dropped when it fails
+ *   before opening while the server answers plain HTTP (a proxy that breaks upgrades...).
+ * - Resume: it keeps the last position of every channel (time + tag, id, event id) and sends
+ *   it on every reconnect, so nothing published meanwhile is missed.  gogin takes one position
+ *   per request, shared by its channels, so the oldest one is sent and what a channel already
+ *   had is dropped on arrival.  The gap signal (id -4) becomes a "gap" event.
+ * - Reconnects: exponential backoff with full jitter: the n-th try waits a random time in
+ *   [0, min(maxDelay, minDelay * 2^n)], so thousands of pages dropped by one restart come
+ *   back spread over the whole window, not in the same second.
+ * - Refusals: an HTTP 4xx (or WebSocket close 1008 with gogin's JSON reason) is not a network
+ *   failure: it emits "refused" and stops; the page decides (log in, then client.start()).
  */
 (function (global) {
   "use strict";
 
-  function wsUrl(url) {
-    if (/^wss?:\/\//.test(url)) return url;
-    const loc = global.location;
-    const scheme = loc.protocol === "https:" ? "wss:" : "ws:";
-    if (/^https?:\/\//.test(url)) return url.replace(/^http/, "ws");
-    return scheme + "//" + loc.host + (url.charAt(0) === "/" ? url : "/" + url);
+  const KINDS = ["websocket", "eventsource", "longpoll"];
+  const PROBE_MS = 3000;      // a probe still waiting after this: the server holds it, it is up
+  const STABLE_MS = 5000;     // a connection that lasted this long worked: backoff starts over
+
+  function absolute(url, ws) {
+    const base = global.location ? global.location.href : undefined;
+    const u = new URL(url, base);
+    if (ws) u.protocol = u.protocol === "https:" || u.protocol === "wss:" ? "wss:" : "ws:";
+    return u;
   }
 
+  function seconds(httpDate) {
+    const ms = httpDate ? Date.parse(httpDate) : NaN;
+    return isNaN(ms) ? null : Math.floor(ms / 1000);
+  }
+
+  // A message rendered by gogin's default template (docs/protocol.md, Templates).
   function parse(data) {
-    let doc;
-    try {
-      doc = JSON.parse(data);
-    } catch (e) {
+    let doc = null;
+    try { doc = JSON.parse(data); } catch (e) { /* not JSON: a custom template */ }
+    if (doc === null || typeof doc !== "object") {
       return { id: null, channel: null, text: String(data), tag: null, time: null,
                eventid: null, date: null, raw: data };
     }
-    if (doc === null || typeof doc !== "object") {
-      return { id: null, channel: null, text: String(data), raw: data, date: null };
-    }
     if (!("channel" in doc) && "error" in doc) return { error: doc, raw: data };
+    const tag = doc.tag === undefined || doc.tag === "" ? null : Number(doc.tag);
     const msg = {
-      id: typeof doc.id === "number" ? doc.id : Number(doc.id),
+      id: doc.id === undefined ? null : Number(doc.id),
       channel: doc.channel === undefined ? null : doc.channel,
       text: doc.text === undefined ? "" : doc.text,
-      tag: doc.tag === undefined ? null : doc.tag,
-      time: doc.time === undefined ? null : doc.time,
-      eventid: doc.eventid || null,
-      date: null,
-      raw: data,
+      tag: tag, time: doc.time === undefined ? null : doc.time,
+      eventid: doc.eventid || null, date: null, raw: data,
     };
-    if (msg.time) {
-      const d = new Date(msg.time);
-      if (!isNaN(d.getTime())) msg.date = d;
-    }
+    if (seconds(msg.time) !== null) msg.date = new Date(msg.time);
     return msg;
+  }
+
+  // (time, tag) order of positions; tags count per channel, so compare within a channel only
+  function cmp(a, b) { return a.time !== b.time ? a.time - b.time : a.tag - b.tag; }
+
+  // full jitter: uniform in [0, min(max, min * 2^n)]
+  function retryDelay(n, minDelay, maxDelay) {
+    return Math.random() * Math.min(maxDelay, minDelay * Math.pow(2, n));
+  }
+
+  // 4xx means "not you" (no session, not allowed): retrying will not change it.  408 and 429
+  // are about timing, 5xx about the server: those are retried.
+  function isRefusal(status) {
+    return status >= 400 && status < 500 && status !== 408 && status !== 429;
   }
 
   class GoginClient {
     constructor(opts) {
       opts = opts || {};
-      this.url = wsUrl(opts.url || "/subscribe/");
-      this.onmessage = opts.onmessage || function () {};
-      this.onstatus = opts.onstatus || function () {};
-      this.onerror = opts.onerror || function () {};
-      this.minDelay = opts.minDelay || 500;        // ms
-      this.maxDelay = opts.maxDelay || 15000;      // ms
-      this.reconnect = opts.reconnect !== false;
-      this.delay = this.minDelay;
-      this.ws = null;
-      this.timer = null;
-      this.stopped = false;
-      this.attempts = 0;
+      const t = opts.transports || {};
+      this.urls = {
+        websocket: t.websocket !== undefined ? t.websocket : (opts.url || "/subscribe/"),
+        eventsource: t.eventsource !== undefined ? t.eventsource : "/subscribe-ev/",
+        longpoll: t.longpoll !== undefined ? t.longpoll : "/subscribe-lp/",
+      };
+      const have = { websocket: typeof global.WebSocket === "function",
+                     eventsource: typeof global.EventSource === "function",
+                     longpoll: typeof global.fetch === "function" };
+      this.kinds = (opts.order || KINDS).filter((k) => this.urls[k] && have[k]);
+      this.channels = opts.channels ? opts.channels.slice() : null;
+      this.history = opts.history || 0;
+      this.minDelay = opts.minDelay || 3000;      // ms: the first retry's window
+      this.maxDelay = opts.maxDelay || 60000;     // ms: the largest window
+      this.credentials = opts.withCredentials ? "include" : "same-origin";
+      this.positions = Object.assign({}, opts.positions || {});   // channel -> position
+      this.handlers = {};
+      for (const type of ["message", "gap", "status", "refused", "error", "fallback"]) {
+        this.handlers[type] = [];
+        const cb = opts["on" + type];
+        if (cb) this.on(type, cb);
+      }
       this.state = "idle";
-      if (opts.connect !== false) this.connect();
+      this.transport = null;
+      this.nextRetryAt = null;    // ms since the epoch, while state === "waiting"
+      this.lastError = null;
+      this.kindIndex = 0;
+      this.failures = 0;
+      this.cycle = 0;             // bumped by every (re)connect and close: stale callbacks stop
+      this.openedAt = null;
+      this.clockAhead = null;     // ms this clock is ahead of gogin's, at most (estimated)
+      this.clockSkew = opts.clockSkew || 5000;
+      this.pendingGaps = {};
+      this.ws = this.es = this.abort = this.timer = null;
+      if (opts.connect !== false) this.start();
+    }
+
+    on(type, fn) { this.handlers[type].push(fn); return this; }
+
+    _emit(type, ...args) {
+      for (const fn of this.handlers[type]) {
+        try { fn.apply(this, args); } catch (e) { console.error(e); }
+      }
     }
 
     _status(state, info) {
       this.state = state;
-      try { this.onstatus(state, info || {}); } catch (e) { console.error(e); }
+      this._emit("status", state, Object.assign({ transport: this.transport }, info || {}));
     }
 
-    connect() {
-      if (this.stopped) return;
-      clearTimeout(this.timer);
-      this.timer = null;
-      this.attempts += 1;
-      this._status("connecting", { attempt: this.attempts });
-      let ws;
-      try {
-        ws = new WebSocket(this.url);
-      } catch (e) {
-        this._schedule({ error: String(e) });
-        return;
-      }
-      this.ws = ws;
-      ws.onopen = () => {
-        this.delay = this.minDelay;
-        this.attempts = 0;
-        this._status("open", {});
-      };
-      ws.onmessage = (ev) => {
-        if (typeof ev.data !== "string") return;      // binary messages: not for this client
-        const msg = parse(ev.data);
-        if (msg.error) {
-          try { this.onerror(msg.error); } catch (e) { console.error(e); }
-          return;
-        }
-        if (msg.id === -1) return;                    // ping
-        try { this.onmessage(msg); } catch (e) { console.error(e); }
-      };
-      ws.onclose = (ev) => {
-        if (this.ws !== ws) return;
-        this.ws = null;
-        if (this.stopped) {
-          this._status("stopped", { code: ev.code, reason: ev.reason });
-          return;
-        }
-        this._schedule({ code: ev.code, reason: ev.reason });
-      };
+    start() {
+      this.stopped = false;
+      this.failures = 0;
+      this.kindIndex = 0;
+      this._connect();
     }
 
-    _schedule(info) {
-      if (!this.reconnect || this.stopped) {
-        this._status("closed", info);
-        return;
-      }
-      const wait = Math.round(this.delay * (0.75 + Math.random() * 0.5));
-      this.delay = Math.min(this.delay * 2, this.maxDelay);
-      this._status("closed", Object.assign({ retryIn: wait }, info));
-      this.timer = setTimeout(() => this.connect(), wait);
-    }
-
-    send(data) {
-      if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
-      this.ws.send(typeof data === "string" ? data : JSON.stringify(data));
-      return true;
-    }
+    retryNow() { if (this.state === "waiting") this._connect(); }
 
     close() {
       this.stopped = true;
+      this._teardown();
+      this._status("stopped", {});
+    }
+
+    send(data) {
+      const ws = this.ws;
+      if (!ws || ws.readyState !== 1) return false;     // client publish needs the WebSocket
+      ws.send(typeof data === "string" ? data : JSON.stringify(data));
+      return true;
+    }
+
+    // -- connecting ------------------------------------------------------------------------
+
+    _connect() {
+      this._teardown();
+      if (this.stopped) return;
+      const kind = this.kinds[this.kindIndex];
+      if (!kind) {                      // every transport failed while HTTP works: start over
+        this.kindIndex = 0;
+        this._schedule({ error: "no transport works" });
+        return;
+      }
+      const cycle = this.cycle;
+      this.transport = kind;
+      this.pendingGaps = {};
+      this._status("connecting", { attempt: this.failures + 1 });
+      try {
+        if (kind === "websocket") this._openWebSocket(cycle);
+        else if (kind === "eventsource") this._openEventSource(cycle);
+        else this._openLongPoll(cycle);
+      } catch (e) {
+        this._lost(cycle, { opened: false, error: String(e) });
+      }
+    }
+
+    _teardown() {
+      this.cycle += 1;
       clearTimeout(this.timer);
-      if (this.ws) this.ws.close(1000, "bye");
-      else this._status("stopped", {});
+      this.timer = null;
+      this.nextRetryAt = null;
+      if (this.ws) { try { this.ws.close(1000, "bye"); } catch (e) { /* closing anyway */ } }
+      if (this.es) this.es.close();
+      if (this.abort) this.abort.abort();
+      this.ws = this.es = this.abort = null;
+    }
+
+    // The backoff starts over once a connection has lasted STABLE_MS (see _schedule), or when
+    // a long-poll gets an answer: a server that accepts and drops at once is not "working".
+    _opened(cycle) {
+      if (cycle !== this.cycle) return;
+      this.openedAt = Date.now();
+      this._status("open", {});
+    }
+
+    // The position to resume from (query parameters), or null on a first connect.
+    _resumeQuery(chans) {
+      let best = null;
+      const names = chans || Object.keys(this.positions);
+      for (const ch of names) {
+        const p = this.positions[ch];
+        if (p && p.time !== null && (best === null || cmp(p, best) < 0)) best = p;
+      }
+      // A channel with no position had nothing while we were connected: what it may have
+      // missed is newer than our last open (by gogin's clock: ours, corrected for skew).
+      const unknown = chans ? chans.some((c) => !this.positions[c]) : true;
+      if (this.openedAt !== null && unknown) {
+        const ahead = this.clockAhead !== null ? Math.max(this.clockAhead, 0) : this.clockSkew;
+        const t = Math.floor((this.openedAt - ahead) / 1000) - 1;
+        if (best === null || t < best.time) best = { time: t, tag: -1 };
+      }
+      if (best !== null) {
+        const q = { time: String(best.time) };
+        if (best.tag >= 0) q.tag = String(best.tag);
+        return q;
+      }
+      const withEvent = names.map((c) => this.positions[c]).filter((p) => p && p.eventid);
+      if (withEvent.length) return { last_event_id: withEvent[withEvent.length - 1].eventid };
+      return null;
+    }
+
+    _url(kind, chans, query, noHistory) {
+      const u = absolute(this.urls[kind], kind === "websocket");
+      if (chans) {
+        // history (.bN) only without a position: a position replaces it anyway
+        const suffix = this.history > 0 && !query && !noHistory ? ".b" + this.history : "";
+        u.pathname = u.pathname.replace(/\/?$/, "/") + chans.map((c) => c + suffix).join("/");
+      }
+      for (const k in query || {}) u.searchParams.set(k, query[k]);
+      return u.toString();
+    }
+
+    _openWebSocket(cycle) {
+      const ws = new global.WebSocket(this._url("websocket", this.channels,
+                                                this._resumeQuery(this.channels)));
+      this.ws = ws;
+      let opened = false;
+      ws.onopen = () => { opened = true; this._opened(cycle); };
+      ws.onmessage = (ev) => { if (typeof ev.data === "string") this._frame(ev.data); };
+      ws.onclose = (ev) => {
+        const info = { opened: opened, code: ev.code, reason: ev.reason };
+        // gogin refuses a valid handshake with 1008 {"http_status": 403, "explain": ...}
+        if (ev.code === 1008) {
+          try {
+            const doc = JSON.parse(ev.reason);
+            if (doc && doc.http_status) {
+              info.status = doc.http_status;
+              info.explain = doc.explain;
+            }
+          } catch (e) { /* 1008 "slow consumer" & co: plain text, retried */ }
+        }
+        this._lost(cycle, info);
+      };
+    }
+
+    _openEventSource(cycle) {
+      const es = new global.EventSource(
+        this._url("eventsource", this.channels, this._resumeQuery(this.channels)),
+        { withCredentials: this.credentials === "include" });
+      this.es = es;
+      let opened = false;
+      es.onopen = () => { opened = true; this._opened(cycle); };
+      es.onmessage = (ev) => this._frame(ev.data, ev.lastEventId);
+      // the browser's own reconnection would reuse the old URL (old position) at its own
+      // pace: close and reconnect ourselves
+      es.onerror = () => { es.close(); this._lost(cycle, { opened: opened }); };
+    }
+
+    // A long-poll answers one message; with a position shared by channels it would skip
+    // messages, so each named channel is polled on its own with its own cursor.
+    _openLongPoll(cycle) {
+      this.abort = new AbortController();
+      const groups = this.channels ? this.channels.map((c) => [c]) : [null];
+      for (const g of groups) this._poll(cycle, g, this._resumeQuery(g));
+      this._opened(cycle);
+    }
+
+    async _poll(cycle, chans, cursor) {
+      const signal = this.abort.signal;
+      while (cycle === this.cycle) {
+        let r, body;
+        try {
+          r = await global.fetch(this._url("longpoll", chans, cursor),
+                                 { credentials: this.credentials, cache: "no-store", signal });
+          body = await r.text();
+        } catch (e) {
+          this._lost(cycle, { opened: true, error: String(e) });
+          return;
+        }
+        if (cycle !== this.cycle) return;
+        if (r.status === 304) continue;                 // nothing within the location's ttl
+        if (r.status !== 200) {
+          this._lost(cycle, { opened: true, status: r.status, body,
+                              explain: r.headers.get("X-Gogin-Explain") });
+          return;
+        }
+        this.failures = 0;
+        const t = seconds(r.headers.get("Last-Modified"));
+        const etag = (r.headers.get("Etag") || "").replace(/^W\//, "").replace(/"/g, "");
+        const tag = parseInt(etag, 10);
+        if (t !== null) cursor = { time: String(t), tag: String(isNaN(tag) ? -1 : tag) };
+        this._frame(body);
+      }
+    }
+
+    // -- failures --------------------------------------------------------------------------
+
+    async _lost(cycle, info) {
+      if (cycle !== this.cycle || this.stopped) return;
+      this._teardown();
+      const kind = this.transport;
+      if (!info.opened && info.status === undefined && kind !== "longpoll") {
+        // WebSocket and EventSource hide the status of a refused request: ask over HTTP
+        const probeCycle = this.cycle;
+        Object.assign(info, await this._probe());
+        if (probeCycle !== this.cycle || this.stopped) return;
+        if (info.status >= 200 && info.status < 300) {
+          // the server is up and lets us in, this transport does not get through
+          this.kindIndex += 1;
+          this._emit("fallback", { from: kind, to: this.kinds[this.kindIndex] || null });
+          this._connect();
+          return;
+        }
+      }
+      this.lastError = info;
+      if (isRefusal(info.status)) {
+        this._status("refused", info);
+        this._emit("refused", info);
+        return;
+      }
+      this._schedule(info);
+    }
+
+    async _probe() {
+      const kind = this.urls.eventsource ? "eventsource" : this.urls.longpoll ? "longpoll" : null;
+      if (!kind || typeof global.fetch !== "function") return { network: true };
+      const ctl = new AbortController();
+      const timer = setTimeout(() => ctl.abort(), PROBE_MS);
+      try {
+        const r = await global.fetch(this._url(kind, this.channels, null, true), {
+          credentials: this.credentials, cache: "no-store", signal: ctl.signal });
+        const body = r.ok ? "" : await r.text();
+        return { status: r.status, explain: r.headers.get("X-Gogin-Explain"), body };
+      } catch (e) {
+        return ctl.signal.aborted ? { status: 200, held: true } : { network: true };
+      } finally {
+        clearTimeout(timer);
+        ctl.abort();                    // an accepted stream: we only wanted its status
+      }
+    }
+
+    _schedule(info) {
+      if (info.opened && this.openedAt !== null && Date.now() - this.openedAt >= STABLE_MS) {
+        this.failures = 0;
+      }
+      const wait = retryDelay(this.failures, this.minDelay, this.maxDelay);
+      this.failures += 1;
+      this.nextRetryAt = Date.now() + wait;
+      const cycle = this.cycle;
+      this.timer = setTimeout(() => { if (cycle === this.cycle) this._connect(); }, wait);
+      this._status("waiting", Object.assign({ retryIn: wait, retryAt: this.nextRetryAt }, info));
+    }
+
+    // -- messages --------------------------------------------------------------------------
+
+    _frame(data, lastEventId) {
+      const msg = parse(data);
+      if (msg.error) { this._emit("error", msg.error); return; }
+      if (lastEventId && !msg.eventid) msg.eventid = lastEventId;
+      this._receive(msg);
+    }
+
+    _receive(msg) {
+      if (msg.id === -1 || msg.id === -3) return;       // ping, long-poll timeout
+      const ch = msg.channel;
+      if (ch === null) { this._emit("message", msg); return; }   // custom template
+      const pos = this.positions[ch];
+      const here = { id: msg.id, time: seconds(msg.time), tag: msg.tag, eventid: msg.eventid };
+      if (here.time !== null && here.tag === null) here.tag = -1;
+      if (msg.id === -4) { this._gap(msg, here, pos); return; }
+      if (msg.id === -2) {                              // channel deleted: ids start again
+        delete this.positions[ch];
+        this._emit("message", msg);
+        return;
+      }
+      if (pos && here.time !== null && pos.time !== null) {
+        if (cmp(here, pos) <= 0) return;                // had it: the resume position is shared
+      } else if (pos && here.id !== null && pos.id !== null && here.id <= pos.id) {
+        return;
+      }
+      const gap = this.pendingGaps[ch];
+      if (gap) {
+        delete this.pendingGaps[ch];
+        if (!(pos && pos.id !== null && here.id === pos.id + 1)) this._emit("gap", gap);
+      }
+      this.positions[ch] = here;
+      if (here.time !== null) {
+        const ahead = Date.now() - here.time * 1000;    // >= the skew: latency, truncation
+        if (this.clockAhead === null || ahead < this.clockAhead) this.clockAhead = ahead;
+      }
+      this._emit("message", msg);
+    }
+
+    // The gap signal is dated just before the oldest stored message that follows.  With a
+    // position older than this channel's own (shared by channels) it may be about messages
+    // we had: drop it then.  A tag of -1 leaves it open (the lost message could be our last
+    // one): the next message's id decides.
+    _gap(msg, here, pos) {
+      const gap = { channel: msg.channel, text: msg.text, time: msg.time, tag: msg.tag,
+                    date: msg.date, raw: msg.raw };
+      if (pos && pos.time !== null && here.time !== null && cmp(pos, here) >= 0) return;
+      if (pos && pos.id !== null && here.tag === -1) this.pendingGaps[msg.channel] = gap;
+      else this._emit("gap", gap);
+      if (here.time !== null && (!pos || pos.time === null || cmp(here, pos) > 0)) {
+        this.positions[msg.channel] = { id: pos ? pos.id : null, time: here.time, tag: here.tag,
+                                        eventid: pos ? pos.eventid : null };
+      }
     }
   }
 
   GoginClient.parse = parse;
+  GoginClient.retryDelay = retryDelay;
   global.GoginClient = GoginClient;
 })(typeof window !== "undefined" ? window : globalThis);

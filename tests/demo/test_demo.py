@@ -5,89 +5,16 @@ Chromium.  Every wait is bounded."""
 import asyncio
 import json
 import os
-import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 
 import aiohttp
 import pytest
 import websockets
 
-T = 10.0                                     # upper bound of any single wait
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
-]
+from demo_process import CHROMIUM, CHROMIUM_ARGS, T, DemoProcess  # noqa: E402
+
 SCREENSHOT = "/tmp/gogin-demo.png"
-
-
-def free_port() -> int:
-    """A free port whose successor is free too (the demo main server takes port + 1)."""
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-            if port >= 65535:
-                continue
-            with socket.socket() as b:
-                try:
-                    b.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port pair")
-
-
-class DemoProcess:
-    def __init__(self):
-        self.port = free_port()
-        self.log = tempfile.NamedTemporaryFile("w+", prefix="gogin-demo-", suffix=".log",
-                                               delete=False)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        for k in ("GOGIN_AUTH_URL", "GOGIN_AUTH_PUBLISH_URL"):
-            env.pop(k, None)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gogin", "--demo", "--listen", f"127.0.0.1:{self.port}"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.ws = f"ws://127.0.0.1:{self.port}/subscribe/"
-        self.main = self._wait_ready()
-
-    def output(self) -> str:
-        with open(self.log.name) as fh:
-            return fh.read()
-
-    def _wait_ready(self) -> str:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            out = self.output()
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gogin --demo exited {self.proc.returncode}:\n{out}")
-            m = re.search(r"demo main server listening on (http://127\.0\.0\.1:\d+)", out)
-            if m and "demo: open http://" in out:
-                return m.group(1)
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"gogin --demo did not start:\n{self.output()}")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(T)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(T)
-        self.log.close()
-        os.unlink(self.log.name)
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +138,20 @@ async def test_not_logged_in_is_refused(demo, cookie):
     assert json.loads(resp.body) == {"error": "not logged in"}
 
 
+async def test_tampered_session_is_refused(demo):
+    cookie = await login(demo, "bob")
+    name, _, token = cookie.partition("=")
+    user, sid, issued, sig = token.split(".")
+    for forged in (f"alice.{sid}.{issued}.{sig}",                   # another user, same signature
+                   f"{user}.{sid}.{issued}.{sig[:-2]}AA"):         # a broken signature
+        with pytest.raises(websockets.exceptions.InvalidStatus) as exc:
+            async with connect(demo, f"{name}={forged}"):
+                pass
+        assert exc.value.response.status_code == 401
+    async with connect(demo, cookie):                                # the real one still works
+        pass
+
+
 async def test_logout_ends_the_session(demo):
     cookie = await login(demo, "dave")
     async with connect(demo, cookie):
@@ -286,6 +227,9 @@ async def _drive_page(demo, ctx, expect):
     await expect(page.locator("#whoami")).to_have_text("alice")
     await expect(page.locator("#channels li")).to_have_count(3)
     await expect(page.locator("#status")).to_have_attribute("data-state", "open")
+    # history on load: what earlier tests published to alice's channels is shown first
+    await expect(page.locator("#notifications li .text", has_text="plain hello")).to_have_count(1)
+    before = int(await page.locator("#count").text_content())
 
     # a server-side publish appears live
     await publish(demo, "user.alice", "Build #42 passed")
@@ -310,7 +254,7 @@ async def _drive_page(demo, ctx, expect):
         await expect(first.locator(".text")).to_have_text("Sure, see you there")
         await expect(first.locator(".from")).to_have_text("bob")
 
-    await expect(page.locator("#count")).to_have_text("3")
+    await expect(page.locator("#count")).to_have_text(str(before + 3))
     await page.screenshot(path=SCREENSHOT, full_page=True)
     assert errors == []
 

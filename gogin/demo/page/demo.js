@@ -1,10 +1,17 @@
-/* The demo page: log in at the demo main server, subscribe through gogin, send messages. */
+/* The demo page: log in at the demo main server, subscribe through gogin, send messages.
+ *
+ * Knobs in the page's query (for trying things out, and for the tests):
+ *   ?transports=eventsource,longpoll   which transports gogin.js may use, in order
+ *   ?min_delay=300&max_delay=2000      its reconnect backoff window (ms)
+ */
 (function () {
   "use strict";
 
+  const HISTORY = 30;            // stored messages per channel shown on load
   const $ = (id) => document.getElementById(id);
+  const query = new URLSearchParams(location.search);
   let client = null;
-  let count = 0;
+  let seq = 0;                   // arrival order: ties of the second-granular message time
 
   function show(el, on) { el.hidden = !on; }
 
@@ -23,14 +30,60 @@
     return u.toString();
   }
 
-  function setStatus(state, info) {
+  // -- connection status, with a countdown that moves -------------------------------------
+
+  function renderStatus() {
     const el = $("status");
+    const state = client ? client.state : "idle";
     el.dataset.state = state;
-    if (state === "open") el.textContent = "live";
-    else if (state === "connecting") el.textContent = "connecting…";
-    else if (state === "closed" && info.retryIn !== undefined)
-      el.textContent = "reconnecting in " + (info.retryIn / 1000).toFixed(1) + " s";
-    else el.textContent = "not connected";
+    el.dataset.transport = client && client.transport ? client.transport : "";
+    let text = "not connected";
+    if (state === "open") text = "live (" + client.transport + ")";
+    else if (state === "connecting") text = "connecting…";
+    else if (state === "waiting" && client.nextRetryAt !== null) {
+      const left = Math.max(0, client.nextRetryAt - Date.now()) / 1000;
+      text = "reconnecting in " + left.toFixed(1) + " s";
+    } else if (state === "refused") text = "refused";
+    el.textContent = text;
+    show($("retry-now"), state === "waiting");
+  }
+  setInterval(renderStatus, 100);
+
+  // -- the feed -----------------------------------------------------------------------------
+
+  // newest first; history arrives one channel after the other, so place by time
+  function place(li, t) {
+    li.dataset.t = String(t);
+    li.dataset.seq = String(++seq);
+    const list = $("notifications");
+    let at = list.firstChild;
+    while (at && Number(at.dataset.t) > t) at = at.nextSibling;
+    list.insertBefore(li, at);
+    while (list.children.length > 300) list.removeChild(list.lastChild);
+    $("count").textContent = String(list.querySelectorAll("li.note:not(.gap)").length);
+    show($("empty"), false);
+  }
+
+  function note(kind, channel, from, text, date) {
+    const li = document.createElement("li");
+    li.className = "note" + (kind ? " " + kind : "");
+    const meta = document.createElement("div");
+    meta.className = "meta";
+    const ch = document.createElement("span");
+    ch.className = "channel";
+    ch.textContent = channel || "?";
+    const who = document.createElement("span");
+    who.className = "from";
+    who.textContent = from;
+    const time = document.createElement("time");
+    time.dateTime = date.toISOString();
+    time.textContent = date.toLocaleTimeString();
+    meta.append(ch, who, time);
+    const body = document.createElement("div");
+    body.className = "text";
+    body.textContent = text;
+    li.append(meta, body);
+    place(li, Math.floor(date.getTime() / 1000));
   }
 
   function addNotification(msg) {
@@ -42,36 +95,34 @@
         text = inner.text;
       }
     } catch (e) { /* plain text from the publisher */ }
-    const li = document.createElement("li");
-    li.className = "note";
-    if (msg.id === -2) li.classList.add("deleted");
-    const meta = document.createElement("div");
-    meta.className = "meta";
-    const ch = document.createElement("span");
-    ch.className = "channel";
-    ch.textContent = msg.channel || "?";
-    const who = document.createElement("span");
-    who.className = "from";
-    who.textContent = from ? from : "server";
-    const time = document.createElement("time");
-    const date = msg.date || new Date();
-    time.dateTime = date.toISOString();
-    time.textContent = date.toLocaleTimeString();
-    meta.append(ch, who, time);
-    const body = document.createElement("div");
-    body.className = "text";
-    body.textContent = text;
-    li.append(meta, body);
-    const list = $("notifications");
-    list.insertBefore(li, list.firstChild);
-    while (list.children.length > 200) list.removeChild(list.lastChild);
-    count += 1;
-    $("count").textContent = String(count);
-    show($("empty"), false);
+    note(msg.id === -2 ? "deleted" : "", msg.channel, from || "server", text,
+         msg.date || new Date());
   }
 
-  function loggedOut(cfg, users) {
+  function addGap(gap) {
+    note("gap", gap.channel, "gogin",
+         "Older notifications of " + gap.channel + " are no longer stored: some were lost.",
+         gap.date || new Date());
+  }
+
+  // -- the curl hint: breaks after / ? = and at spaces, never inside a word -----------------
+
+  function curlHint(el, url) {
+    el.textContent = "";
+    const parts = ("curl -d 'hello' '" + url + "'").split(/(?<=[/?=&])/);
+    parts.forEach((p, i) => {
+      el.append(document.createTextNode(p));
+      if (i < parts.length - 1) el.append(document.createElement("wbr"));
+    });
+  }
+
+  // -- session ------------------------------------------------------------------------------
+
+  function loggedOut(cfg, users, ended) {
+    show($("logged-in"), false);
+    show($("send"), false);
     show($("logged-out"), true);
+    show($("relogin"), !!ended);
     const form = $("login-form");
     form.action = mainUrl(cfg.login);
     form.elements.next.value = location.href;
@@ -86,6 +137,40 @@
       b.title = users[name].join(", ");
       box.append(b);
     }
+  }
+
+  async function whoami(cfg) {
+    const r = await fetch(mainUrl(cfg.whoami), { credentials: "include", cache: "no-store" });
+    return r.json();
+  }
+
+  // gogin refused us: if the main server no longer knows the session, ask to log in again
+  async function refused(cfg, info) {
+    let me = null;
+    try { me = await whoami(cfg); } catch (e) { /* main server down: say what gogin said */ }
+    if (me && !me.user) {
+      loggedOut(cfg, me.users || cfg.users, true);
+      return;
+    }
+    error("session-error", "gogin refused the subscription (" + info.status + " " +
+          (info.explain || info.body || "") + ").");
+  }
+
+  function options(me, cfg) {
+    const opts = {
+      channels: me.channels,
+      history: HISTORY,
+      onmessage: addNotification,
+      ongap: addGap,
+      onstatus: renderStatus,
+      onrefused: (info) => refused(cfg, info),
+      onerror: (doc) => error("send-error", "Message rejected by the main server" +
+                                            (doc.status ? " (" + doc.status + ")" : "") + "."),
+    };
+    if (query.get("transports")) opts.order = query.get("transports").split(",");
+    if (query.get("min_delay")) opts.minDelay = Number(query.get("min_delay"));
+    if (query.get("max_delay")) opts.maxDelay = Number(query.get("max_delay"));
+    return opts;
   }
 
   function loggedIn(cfg, me) {
@@ -108,16 +193,10 @@
     const logout = $("logout-form");
     logout.action = mainUrl(cfg.logout);
     logout.elements.next.value = location.href;
-    $("curl-hint").textContent =
-      "curl -d 'hello' '" + location.origin + "/pub?id=" + me.channels[0] + "'";
+    curlHint($("curl-hint"), location.origin + "/pub?id=" + me.channels[0]);
 
-    client = new GoginClient({
-      url: "/subscribe/",
-      onmessage: addNotification,
-      onstatus: setStatus,
-      onerror: (doc) => error("send-error", "Message rejected by the main server" +
-                                           (doc.status ? " (" + doc.status + ")" : "") + "."),
-    });
+    client = new GoginClient(options(me, cfg));
+    window.demoClient = client;                 // for the console (and the tests)
 
     $("send-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
@@ -128,12 +207,15 @@
         input.value = "";
         error("send-error", "");
       } else {
-        error("send-error", "Not connected; try again in a moment.");
+        error("send-error", client.transport === "websocket"
+          ? "Not connected; try again in a moment."
+          : "Sending needs the WebSocket (now on " + client.transport + ").");
       }
     });
   }
 
   async function main() {
+    $("retry-now").addEventListener("click", () => client && client.retryNow());
     let cfg;
     try {
       cfg = await (await fetch("/_demo/config.json", { cache: "no-store" })).json();
@@ -143,14 +225,13 @@
     }
     let me;
     try {
-      const r = await fetch(mainUrl(cfg.whoami), { credentials: "include", cache: "no-store" });
-      me = await r.json();
+      me = await whoami(cfg);
     } catch (e) {
       error("session-error", "The demo main server (" + cfg.main_server + ") does not answer.");
       return;
     }
     if (me.user) loggedIn(cfg, me);
-    else loggedOut(cfg, me.users || cfg.users);
+    else loggedOut(cfg, me.users || cfg.users, false);
   }
 
   main();
