@@ -19,7 +19,9 @@ import sys
 from setuptools import Extension, setup
 
 CORE = "gogin/_core"
-MODULES = ["selector", "http", "frames", "buffers", "history", "registry", "fanout", "hub"]
+MODULES = ["selector", "http", "frames", "buffers", "deflate", "history", "registry", "fanout",
+           "hub"]
+LIBRARIES = {"deflate": ["z"]}      # zlib: permessage-deflate (RFC 7692)
 BENCH = "gogin/bench"
 BENCH_MODULES = ["_loadclient"]     # gogin-bench's C receive loop (cimports the core selector)
 
@@ -66,6 +68,7 @@ def extensions():
                            + glob.glob(f"{CORE}/includes/*.pxd")
                            + glob.glob(f"{BENCH}/*.pxi")),
             include_dirs=[CORE, f"{CORE}/native"],
+            libraries=LIBRARIES.get(mod, []),
             define_macros=macros,
             extra_compile_args=cflags,
             extra_link_args=ldflags,

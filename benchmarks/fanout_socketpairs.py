@@ -21,6 +21,12 @@ Reported per round (median over ``--rounds``; warm-up rounds are not counted):
 
 Every round checks hub.stats(): delivered_frames grows by exactly subscribers x K, dropped and
 closed_slow stay 0, and the clients read exactly the bytes the hub reports as delivered.
+
+--deflate BITS gives every subscriber the permessage-deflate format of that window (what a
+location with compression = true uses for clients that negotiated it); each round then checks
+that the compression counter grew by K (once per message, not once per subscriber).
+--json-payload sends a JSON document of --size bytes (notification-like, compressible)
+instead of --size bytes of "x".
 """
 
 import argparse
@@ -38,6 +44,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from gogin.bench.cli import raise_nofile  # noqa: E402  (after the checkout is on sys.path)
 
+from gogin._core.deflate import stats as deflate_stats  # noqa: E402
 from gogin._core.hub import Hub  # noqa: E402
 
 FD_RESERVE = 100          # fds kept free for the interpreter, the selector, pytest, ...
@@ -58,9 +65,10 @@ def fd_budget(wanted):
 class Bench:
     """A hub with `subscribers` socketpair WebSocket connections on channel "ch"."""
 
-    def __init__(self, subscribers, size=100, template=None, sockbuf=SOCKBUF):
+    def __init__(self, subscribers, size=100, template=None, sockbuf=SOCKBUF, deflate=0,
+                 json_payload=False):
         self.hub = Hub(max_connections=max(subscribers + 16, 16))
-        self.fmt = self.hub.format("websocket", template or "~text~")
+        self.fmt = self.hub.format("websocket", template or "~text~", deflate=deflate)
         self.clients = []
         for _ in range(subscribers):
             server, client = socket.socketpair()
@@ -71,7 +79,7 @@ class Bench:
             conn = self.hub.adopt_pending(server.detach())
             conn.upgrade(["ch"], self.fmt)
             self.clients.append(client)
-        self.payload = b"x" * size
+        self.payload = json_document(size) if json_payload else b"x" * size
         self.buf = bytearray(1 << 20)
         self.subscribers = subscribers
 
@@ -110,19 +118,36 @@ class Bench:
         self.clients = []
 
 
+def json_document(size):
+    """A notification-like JSON object of exactly `size` bytes (ids, names, text)."""
+    items, k = [], 0
+    while True:
+        items.append({"id": 1000 + k, "user": f"user{k % 37}", "kind": "comment",
+                      "text": f"new reply number {k} in thread {k % 11}"})
+        doc = json.dumps({"items": items, "pad": ""}, separators=(",", ":"))
+        if len(doc) >= size:
+            break
+        k += 1
+    items.pop()
+    doc = json.dumps({"items": items, "pad": ""}, separators=(",", ":"))
+    doc = doc[:-2] + "x" * (size - len(doc)) + '"}'
+    return doc.encode()
+
+
 def cpu_time():
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
 
 
-def run(subscribers, messages, rounds, size, warmup=3, sockbuf=SOCKBUF):
+def run(subscribers, messages, rounds, size, warmup=3, sockbuf=SOCKBUF, deflate=0,
+        json_payload=False):
     n, note = fd_budget(subscribers)
     if note:
         print(f"NOTE: {note}", file=sys.stderr)
     if n == 0:
         raise SystemExit("no file descriptors left for socketpairs")
     t_setup = time.perf_counter()
-    b = Bench(n, size, sockbuf=sockbuf)
+    b = Bench(n, size, sockbuf=sockbuf, deflate=deflate, json_payload=json_payload)
     setup_s = time.perf_counter() - t_setup
     per_round = n * messages
     gc.collect()
@@ -134,8 +159,11 @@ def run(subscribers, messages, rounds, size, warmup=3, sockbuf=SOCKBUF):
             if r == warmup:
                 cpu0 = cpu_time()
             s0 = b.hub.stats()
+            c0 = deflate_stats()["compressed"]
             p, f = b.round(messages)
             s1 = b.hub.stats()
+            compressed = deflate_stats()["compressed"] - c0
+            assert compressed == (messages if deflate else 0), (compressed, messages)
             t0 = time.perf_counter()
             got = b.drain()
             d = time.perf_counter() - t0
@@ -164,6 +192,9 @@ def run(subscribers, messages, rounds, size, warmup=3, sockbuf=SOCKBUF):
         "subscribers_requested": subscribers,
         "messages_per_round": messages,
         "payload_bytes": size,
+        "json_payload": json_payload,
+        "deflate_bits": deflate,
+        "compressions_per_round": messages if deflate else 0,
         "frame_bytes": frame_len,
         "rounds": rounds,
         "warmup_rounds": warmup,
@@ -198,15 +229,22 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=100, help="payload bytes")
     ap.add_argument("--sockbuf", type=int, default=SOCKBUF,
                     help="SO_SNDBUF/SO_RCVBUF per socketpair end (0: kernel default)")
+    ap.add_argument("--deflate", type=int, default=0, metavar="BITS",
+                    help="permessage-deflate window bits of every subscriber (9-15; 0: off)")
+    ap.add_argument("--json-payload", action="store_true",
+                    help="a JSON document of --size bytes instead of 'x' * size")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     a = ap.parse_args(argv)
-    res = run(a.subscribers, a.messages, a.rounds, a.size, a.warmup, a.sockbuf)
+    res = run(a.subscribers, a.messages, a.rounds, a.size, a.warmup, a.sockbuf, a.deflate,
+              a.json_payload)
     if a.json:
         print(json.dumps(res, indent=2))
         return
     r = res
     print(f"subscribers={r['subscribers']} K={r['messages_per_round']} size={r['payload_bytes']}B "
-          f"(frame {r['frame_bytes']}B) rounds={r['rounds']} (+{r['warmup_rounds']} warm-up)")
+          f"(frame {r['frame_bytes']}B) rounds={r['rounds']} (+{r['warmup_rounds']} warm-up)"
+          + (f" deflate={r['deflate_bits']} ({r['compressions_per_round']} compressions "
+             f"per round)" if r['deflate_bits'] else ""))
     print(f"  delivered frames/s, server side (publish+flush): "
           f"{r['delivered_frames_per_s_server']:,.0f}")
     print(f"  delivered frames/s, including the drain:          "

@@ -93,6 +93,8 @@ class Location(_Section):
     ping_interval: float = 30.0       # 0: no pings
     ttl: float = 0.0                  # subscriber_connection_ttl; 0: none
     max_message_size: Optional[int] = None     # client messages on this location
+    compression: bool = False                  # websocket: accept permessage-deflate offers
+    compression_min_size: int = 128            # ... and compress messages from this size
     channel_info_on_publish: bool = True       # publisher: answer with the channel info
     root: Optional[str] = None                 # static: directory served
     header_template: str = ""                  # stream: sent first (as a chunk)
@@ -183,6 +185,11 @@ class Config(_Section):
                                                  or loc.mode != "websocket"):
                 raise ConfigError(f"{where}.client_publish: only websocket subscriber "
                                   "locations take client messages")
+            if loc.compression and (loc.role != "subscriber" or loc.mode != "websocket"):
+                raise ConfigError(f"{where}.compression: only websocket subscriber locations "
+                                  "compress (permessage-deflate)")
+            if loc.compression_min_size < 0:
+                raise ConfigError(f"{where}.compression_min_size: must be >= 0")
             if loc.max_message_size is not None and loc.max_message_size <= 0:
                 raise ConfigError(f"{where}.max_message_size: must be positive")
         return self

@@ -22,6 +22,7 @@ import msgspec
 
 from gogin._core import Opcode
 from gogin.auth import PublishRequest, SubscribeRequest
+from gogin.extensions import negotiate_deflate
 from gogin.publish import (
     DELETED_TEXT, GAP_TEXT, HttpError, check_channel_id,
     check_subscription, event_field_error, is_text, parse_channel_path, parse_granted,
@@ -368,6 +369,7 @@ class SubscriberLocation(Location):
         mode = cfg.mode
         if mode == "websocket":
             self.format = hub.format("websocket", cfg.template)
+            self._deflate_formats = {}
         elif mode == "eventsource":
             self.format = hub.format("eventsource", cfg.template, ping=b": -1\n\n")
         elif mode == "stream":
@@ -382,6 +384,16 @@ class SubscriberLocation(Location):
             self._lp_formats = {}
             self._jsonp = None
             self.format = self.longpoll_format(None)
+
+    def deflate_format(self, bits: int):
+        """The location's format compressed with this window (one per window size in use:
+        each message is compressed once per window size, whatever the subscribers)."""
+        fmt = self._deflate_formats.get(bits)
+        if fmt is None:
+            fmt = self.server.hub.format("websocket", self.cfg.template, deflate=bits,
+                                         deflate_min=self.cfg.compression_min_size)
+            self._deflate_formats[bits] = fmt
+        return fmt
 
     def longpoll_format(self, origin):
         """One long-poll format per CORS origin: the Access-Control headers are in the shared
@@ -484,8 +496,16 @@ class SubscriberLocation(Location):
         mode = cfg.mode
         if mode == "websocket":
             self.server.cors_done(conn)
-            conn.upgrade(names, self.format, key=key, ping_interval=cfg.ping_interval,
-                         ttl=cfg.ttl, max_message_size=cfg.max_message_size or 0)
+            deflate = negotiate_deflate(req.get("sec-websocket-extensions")) \
+                if cfg.compression else None
+            if deflate is None:
+                fmt, hdrs = self.format, ()
+            else:
+                fmt = self.deflate_format(deflate.server_bits)
+                hdrs = [("Sec-WebSocket-Extensions", deflate.response)]
+            conn.upgrade(names, fmt, key=key, headers=hdrs, ping_interval=cfg.ping_interval,
+                         ttl=cfg.ttl, max_message_size=cfg.max_message_size or 0,
+                         deflate=deflate is not None)
         elif mode == "eventsource":
             head = self.server.stream_head(conn, 200, [
                 ("Content-Type", "text/event-stream; charset=utf-8"),

@@ -249,6 +249,15 @@ def prometheus(server) -> bytes:
            st["writes"])
     metric("stored_messages", "gauge", "Messages in storage, all channels.",
            st["stored_messages"])
+    metric("deflate_compressed_total", "counter",
+           "Messages compressed (permessage-deflate): once per message per window size, "
+           "whatever the number of subscribers.", st["deflate_compressed"])
+    metric("deflate_bytes_in_total", "counter", "Bytes before compression.",
+           st["deflate_bytes_in"])
+    metric("deflate_bytes_out_total", "counter", "Bytes after compression.",
+           st["deflate_bytes_out"])
+    metric("deflate_inflated_total", "counter", "Compressed client messages inflated.",
+           st["deflate_inflated"])
     metric("stored_bytes", "gauge", "Bytes charged to message storage.", st["stored_bytes"])
     metric("evicted_messages_total", "counter",
            "Stored messages dropped by a limit (count, TTL, byte cap).", st["evicted_messages"])

@@ -100,6 +100,8 @@ cdef class Format:
     cdef readonly bint chunked     # FK_STREAM: chunked transfer coding
     cdef readonly bytes ping       # bytes of a ping (WS: ping frame payload; others: raw bytes)
     cdef readonly bytes footer     # FK_STREAM: bytes sent when the stream ends
+    cdef readonly int deflate      # FK_WEBSOCKET: permessage-deflate window bits (0: none)
+    cdef readonly Py_ssize_t deflate_min   # messages shorter than this go uncompressed
     cdef bytes _lits               # the template's literal parts, concatenated
     cdef int *_seg                 # segment kinds: 0 literal, else a TOKEN_* value
     cdef Py_ssize_t *_off          # literal offset into _lits

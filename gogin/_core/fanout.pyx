@@ -18,6 +18,7 @@ from gogin._core.buffers cimport (
 )
 from gogin._core.frames cimport ws_write_header, GG_WS_MAX_HEADER, PING, BINARY, TEXT
 from gogin._core.registry cimport Channel, Group, json_escape_into, json_escaped_size
+from gogin._core.deflate cimport pmd_frame, GG_PMD_MIN_BITS, GG_PMD_MAX_BITS
 from gogin._core.includes.sockets cimport (
     msghdr, sendmsg, MSG_NOSIGNAL, errno, EAGAIN, EWOULDBLOCK, EINTR,
     time_t, tm, gmtime_r, strftime, gg_would_block,
@@ -106,7 +107,8 @@ cdef class Format:
     """
 
     def __cinit__(self, int index, str kind, template=b"~text~", *, bytes ping=b"",
-                  bytes head=b"", bint chunked=True, bytes footer=b""):
+                  bytes head=b"", bint chunked=True, bytes footer=b"", int deflate=0,
+                  Py_ssize_t deflate_min=0):
         self._seg = NULL
         self._off = NULL
         self._len = NULL
@@ -122,6 +124,12 @@ cdef class Format:
         self.chunked = chunked
         self.ping = ping
         self.footer = footer
+        if deflate and (self.kind != FK_WEBSOCKET or
+                        not GG_PMD_MIN_BITS <= deflate <= GG_PMD_MAX_BITS):
+            raise ValueError(f"deflate is a WebSocket window size in "
+                             f"[{GG_PMD_MIN_BITS}, {GG_PMD_MAX_BITS}], not {deflate}")
+        self.deflate = deflate
+        self.deflate_min = deflate_min
         self._parse(template)
         if self.kind == FK_WEBSOCKET:
             if len(ping) > 125:
@@ -239,6 +247,16 @@ cdef class Format:
         cdef Frame *f
         cdef const unsigned char *body
         cdef char line[128]
+        if m.binary and self.kind == FK_WEBSOCKET:
+            # a binary message goes out as it is (no template): a binary frame, compressed
+            # on a permessage-deflate format
+            if self.deflate and m.len >= self.deflate_min:
+                f = pmd_frame(BINARY, m.data, m.len, self.deflate)
+            else:
+                f = ws_frame(BINARY, m.data, m.len)
+            if f == NULL:
+                raise MemoryError()
+            return f
         if self._needs_json and m.text_json == NULL:
             m.text_json = _escaped(m.data, m.len, &m.text_json_len)
             if m.text_json == NULL:
@@ -250,6 +268,21 @@ cdef class Format:
             if m.event_id_json == NULL or m.event_type_json == NULL:
                 raise MemoryError()
         size = m.len if self._raw else self._body(m, NULL)
+
+        if self.kind == FK_WEBSOCKET and self.deflate and size >= self.deflate_min:
+            # permessage-deflate: rendered, then compressed once for every subscriber of this
+            # format (the window size is part of the format)
+            if self._raw:
+                body = m.data
+            else:
+                body = _scratch_reserve(size)
+                if body == NULL:
+                    raise MemoryError()
+                self._body(m, <unsigned char *>body)
+            f = pmd_frame(TEXT, body, size, self.deflate)
+            if f == NULL:
+                raise MemoryError()
+            return f
 
         if self.kind == FK_WEBSOCKET:
             f = frame_new(GG_WS_MAX_HEADER, size)
@@ -342,10 +375,7 @@ cdef class Format:
         m.event_type_len = len(event_type)
         cdef Frame *f
         try:
-            if binary and self.kind == FK_WEBSOCKET:
-                f = ws_frame(BINARY, m.data, m.len)
-            else:
-                f = self.render(&m)
+            f = self.render(&m)
             out = f.data[:f.len]
             frame_decref(f)
             return out
@@ -526,8 +556,9 @@ cdef Py_ssize_t fanout_publish(FanoutState *st, Channel ch, list formats, Messag
         if g.n == 0:
             continue
         fmt = <Format>formats[g.fmt]
-        if m.binary and fmt.kind == FK_WEBSOCKET:
+        if m.binary and fmt.kind == FK_WEBSOCKET and not fmt.deflate:
             # binary messages go out as they are, one frame shared by every WebSocket format
+            # (but those that compress: Format.render)
             if binary == NULL:
                 binary = ws_frame(BINARY, m.data, m.len)
                 if binary == NULL:

@@ -43,6 +43,7 @@ cdef struct WsFrameEvent:
     int opcode
     const unsigned char *data  # valid until the next ws_parser_feed / ws_parser_free
     Py_ssize_t len
+    bint compressed            # WS_MESSAGE: permessage-deflate data, to inflate (RFC 7692 §6)
     int code
     const char *reason
 
@@ -68,6 +69,8 @@ cdef struct WsParser:
     uint32_t utf8_state     # incremental UTF-8 DFA state for TEXT messages
     bint failed             # after WS_ERROR or WS_CLOSE every further feed returns WS_NONE, consumes all
     bint require_mask       # server side: True
+    bint deflate            # permessage-deflate negotiated: RSV1 marks a compressed message
+    bint compressed         # the message being assembled is compressed (UTF-8 checked later)
     # private additions (frames.pyx)
     bint release            # a WS_MESSAGE was delivered from buf: reset it at the next feed
     uint8_t *ctl            # control payload, kept apart from the message (§5.4); allocated

@@ -206,8 +206,9 @@ cdef inline int _check_first(WsParser *p, WsFrameEvent *ev, uint8_t b0) noexcept
     cdef int op = b0 & 0x0F
     p.fin = (b0 & 0x80) != 0
     p.opcode = op
-    if b0 & 0x70:
-        # RFC 6455 §5.2: RSV bits must be 0 unless an extension defines them (none negotiated)
+    if b0 & 0x30 or (b0 & 0x40 and not (p.deflate and 0x1 <= op <= 0x2)):
+        # RFC 6455 §5.2: RSV bits must be 0 unless an extension defines them; permessage-
+        # deflate defines RSV1, on the first frame of a data message only (RFC 7692 §6.1)
         return _fail(p, ev, PROTOCOL_ERROR, b"reserved bits set")
     if op > 0xA or (0x3 <= op <= 0x7):
         return _fail(p, ev, PROTOCOL_ERROR, b"unknown opcode")
@@ -265,6 +266,7 @@ cdef inline int _header_done(WsParser *p, WsFrameEvent *ev) noexcept nogil:
         if p.opcode != CONTINUATION:
             p.msg_opcode = p.opcode
             p.utf8_state = GG_UTF8_ACCEPT
+            p.compressed = (p.hdr[0] & 0x40) != 0
     p.state = ST_PAYLOAD
     return WS_NONE
 
@@ -303,11 +305,13 @@ cdef inline int _frame_done(WsParser *p, WsFrameEvent *ev) noexcept nogil:
     # data frame
     if not p.fin:
         return WS_NONE
-    if p.msg_opcode == TEXT and p.utf8_state != GG_UTF8_ACCEPT:
+    if p.msg_opcode == TEXT and not p.compressed and p.utf8_state != GG_UTF8_ACCEPT:
         return _fail(p, ev, INVALID_DATA, b"invalid UTF-8")   # truncated sequence at the end
     ev.opcode = p.msg_opcode
     ev.data = p.buf
     ev.len = p.buf_len
+    ev.compressed = p.compressed
+    p.compressed = False
     p.msg_opcode = 0
     p.utf8_state = GG_UTF8_ACCEPT
     p.release = True
@@ -327,6 +331,7 @@ cdef int ws_parser_feed(WsParser *p, const unsigned char *data, Py_ssize_t n,
     ev.len = 0
     ev.code = 0
     ev.reason = NULL
+    ev.compressed = False
     if p.failed:
         consumed[0] = n
         return WS_NONE
@@ -399,8 +404,9 @@ cdef int ws_parser_feed(WsParser *p, const unsigned char *data, Py_ssize_t n,
             if p.opcode < 0x8:
                 p.buf_len += take
                 p.msg_len = p.buf_len
-                if p.msg_opcode == TEXT:
-                    # RFC 6455 §8.1: fail fast, even in the middle of a frame
+                if p.msg_opcode == TEXT and not p.compressed:
+                    # RFC 6455 §8.1: fail fast, even in the middle of a frame (a compressed
+                    # message is checked once inflated)
                     p.utf8_state = _utf8_run(p.utf8_state, dst, take)
                     if p.utf8_state == GG_UTF8_REJECT:
                         consumed[0] = pos
@@ -482,16 +488,19 @@ cdef class FrameParser:
     """Python wrapper around WsParser (tests and the Python layer).
 
     ``feed(data)`` returns every event found, as tuples: ``("message", opcode, payload)``,
+    ``("compressed", opcode, payload)`` (deflate=True: a message with RSV1, not inflated),
     ``("ping", payload)``, ``("pong", payload)``, ``("close", code, reason)``,
     ``("error", code, reason)``.
     """
     cdef WsParser _p
 
-    def __cinit__(self, Py_ssize_t max_message_size=1 << 20, bint require_mask=True):
+    def __cinit__(self, Py_ssize_t max_message_size=1 << 20, bint require_mask=True,
+                  bint deflate=False):
         if max_message_size < 0:
             raise ValueError("max_message_size must be >= 0")
         ws_parser_init(&self._p, max_message_size)
         self._p.require_mask = require_mask
+        self._p.deflate = deflate
 
     def __dealloc__(self):
         ws_parser_free(&self._p)
@@ -517,7 +526,8 @@ cdef class FrameParser:
             if r == WS_NONE:
                 break
             elif r == WS_MESSAGE:
-                out.append(("message", ev.opcode, _bytes(ev.data, ev.len)))
+                out.append(("compressed" if ev.compressed else "message", ev.opcode,
+                            _bytes(ev.data, ev.len)))
             elif r == WS_PING:
                 out.append(("ping", _bytes(ev.data, ev.len)))
             elif r == WS_PONG:

@@ -31,7 +31,9 @@ from gogin._core.fanout cimport (
 from gogin._core.frames cimport (
     WsParser, WsFrameEvent, ws_parser_init, ws_parser_free, ws_parser_feed,
     WS_NONE, WS_MESSAGE, WS_PING, WS_PONG, WS_CLOSE, WS_ERROR, TEXT, BINARY, CLOSE, PONG,
+    utf8_valid,
 )
+from gogin._core.deflate cimport pmd_inflate, pmd_counters
 from gogin._core.history cimport (
     History, Stored, history_init, history_append, history_expire, history_clear,
     history_clear_channel,
@@ -280,13 +282,15 @@ cdef class Connection:
 
     def upgrade(self, channels=(), Format format=None, key=None, headers=(),
                 double ping_interval=0, double ttl=0, publish_to=None,
-                Py_ssize_t max_message_size=0):
+                Py_ssize_t max_message_size=0, bint deflate=False):
         """Switch the pending request to WebSocket and subscribe it.
 
         key: the client's Sec-WebSocket-Key (None: the handshake was done elsewhere, as for a
         socket given with adopt()).  publish_to: channels every client message is published to
         by the core itself, without calling Python (trusted publisher connections).
         max_message_size: limit of a client message on this connection (0: the hub's).
+        deflate: permessage-deflate was negotiated (the caller's headers answer the offer):
+        client messages may be compressed; the format says how messages are sent.
         """
         cdef Hub hub = self._hub
         if not self._check(CS_PENDING):
@@ -301,6 +305,7 @@ cdef class Connection:
             hdrs.extend(headers)
             hub._send_bytes(&self.c, build_head(101, hdrs))
         ws_parser_init(&self.c.ws, max_message_size if max_message_size > 0 else hub.max_message_size)
+        self.c.ws.deflate = deflate
         self.c.state = CS_WEBSOCKET
         self._publish_to = list(publish_to) if publish_to else None
         hub._subscribe_all(self, channels, fmt)
@@ -616,10 +621,13 @@ cdef class Hub:
     # -- formats, listeners, loop integration ------------------------------------------------
 
     def format(self, str kind, template="~text~", *, bytes ping=b"", bytes head=b"",
-               bint chunked=True, bytes footer=b""):
-        """Register a wire format; subscribers of one format share every message's bytes."""
+               bint chunked=True, bytes footer=b"", int deflate=0, Py_ssize_t deflate_min=0):
+        """Register a wire format; subscribers of one format share every message's bytes.
+        deflate: permessage-deflate window bits of the connections using it (websocket), so
+        each message is compressed once for all of them; messages under deflate_min bytes go
+        uncompressed."""
         fmt = _Format(len(self._formats), kind, template, ping=ping, head=head,
-                      chunked=chunked, footer=footer)
+                      chunked=chunked, footer=footer, deflate=deflate, deflate_min=deflate_min)
         self._formats.append(fmt)
         return fmt
 
@@ -1176,7 +1184,29 @@ cdef class Hub:
         self._send_bytes(c, body)
         self._begin_close(c)
 
+    cdef bint _inflate(self, Conn *c, WsFrameEvent *ev, unsigned char **out):
+        """A compressed client message (RFC 7692 §6.2): ev points at its inflated bytes (*out,
+        freed by the caller) once they are checked; else the connection is closed."""
+        cdef Py_ssize_t n = 0
+        cdef int r = pmd_inflate(ev.data, ev.len, c.ws.max_message_size, out, &n)
+        if r == -1:
+            self._close_ws(c, 1009, b"message too big")
+        elif r == -2:
+            self._close_ws(c, 1007, b"invalid compressed data")
+        elif r < 0:
+            self._close_ws(c, 1011, b"out of memory")
+        elif ev.opcode == TEXT and not utf8_valid(out[0], n):
+            self._close_ws(c, 1007, b"invalid UTF-8")
+        else:
+            ev.data = out[0]
+            ev.len = n
+            return True
+        free(out[0])
+        out[0] = NULL
+        return False
+
     cdef void _feed_ws(self, Conn *c, const unsigned char *data, Py_ssize_t n):
+        cdef unsigned char *inflated = NULL
         cdef Py_ssize_t pos = 0, used
         cdef WsFrameEvent ev
         cdef int kind
@@ -1189,6 +1219,8 @@ cdef class Hub:
             if kind == WS_NONE:
                 break
             if kind == WS_MESSAGE:
+                if ev.compressed and not self._inflate(c, &ev, &inflated):
+                    break                # closed: invalid or oversized compressed data
                 self.messages_in += 1
                 if conn._publish_to is not None:
                     # trusted publisher: the core publishes without calling Python
@@ -1201,6 +1233,8 @@ cdef class Hub:
                     except Exception:
                         log.exception("on_message callback failed")
                         self._close_ws(c, 1011, b"internal error")
+                free(inflated)
+                inflated = NULL
             elif kind == WS_PING:
                 # RFC 6455 §5.5.2: answer with a pong carrying the same payload.  The pong
                 # counts against the backpressure budget like any frame: a client that pings
@@ -1512,12 +1546,7 @@ cdef class Hub:
         m.channel_json = <const unsigned char *>PyBytes_AS_STRING(ch.name_json)
         m.channel_json_len = len(ch.name_json)
         try:
-            if m.binary and fmt.kind == FK_WEBSOCKET:
-                f = ws_frame(BINARY, m.data, m.len)
-                if f == NULL:
-                    raise MemoryError()
-            else:
-                f = fmt.render(&m)
+            f = fmt.render(&m)
         finally:
             message_release(&m)
         self._queue_frame(c, f)
@@ -1661,6 +1690,11 @@ cdef class Hub:
             "stored_messages": self._hist.count,
             "stored_bytes": self._hist.bytes,
             "evicted_messages": self._hist.evicted,
+            # permessage-deflate (process-wide: the zlib streams are the process's)
+            "deflate_compressed": pmd_counters().compressed,
+            "deflate_bytes_in": pmd_counters().bytes_in,
+            "deflate_bytes_out": pmd_counters().bytes_out,
+            "deflate_inflated": pmd_counters().inflated,
         }
 
     # -- timers ------------------------------------------------------------------------------
