@@ -567,16 +567,17 @@ class SubscriberLocation(Location):
         if callback is None:
             ctype, body = "text/plain; charset=utf-8", b"".join(bodies)
         else:
-            # utils.h: CALLBACK_INIT_CHUNK "([", CALLBACK_MID_CHUNK "," between messages
+            # utils.h: CALLBACK_INIT_CHUNK "([", CALLBACK_MID_CHUNK "," between messages,
+            # CALLBACK_END_CHUNK "]);" (older versions of the module ended with a CRLF)
             ctype = "application/javascript; charset=utf-8"
-            body = callback.encode() + b"([" + b",".join(bodies) + b"]);\r\n"
+            body = callback.encode() + b"([" + b",".join(bodies) + b"]);"
         self.server.respond(conn, 200, [("Content-Type", ctype)] + hdrs, body)
         return True
 
     def _hold(self, conn, req, names, pos):
         """Long-polling with nothing stored after the position: the next live message of the
         channels answers. JSONP (?callback=): a chunked javascript answer whose head goes out
-        now, the message as a chunk of it, then `]);`."""
+        now, the message as a chunk of it, then `]);` (utils.h, CALLBACK_END_CHUNK)."""
         cfg = self.cfg
         origin = self.server.cors_done(conn)
         cors = self.server.cors_headers(origin)
@@ -585,7 +586,7 @@ class SubscriberLocation(Location):
         if callback is not None:
             head = self.server.head(200, [("Content-Type", "application/javascript; charset=utf-8"),
                                           ("Transfer-Encoding", "chunked")] + NO_CACHE + cors)
-            end = _chunk(b"]);\r\n") + b"0\r\n\r\n"
+            end = _chunk(b"]);") + b"0\r\n\r\n"
             conn.hold(names, self.jsonp_format(), timeout, end,
                       head=head + _chunk(callback.encode() + b"(["), footer=end)
             return

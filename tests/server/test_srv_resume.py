@@ -32,6 +32,13 @@ def module_answer(docs) -> bytes:
     return "".join(render(d) for d in docs).encode()
 
 
+def module_jsonp(callback, docs) -> bytes:
+    """The same with ?callback= (subscriber.c, polling_handler; utils.h): the callback and
+    NGX_HTTP_PUSH_STREAM_CALLBACK_INIT_CHUNK "([", the messages with _MID_CHUNK "," before
+    each one but the first (send_response_message's send_separator), _END_CHUNK "]);"."""
+    return (callback + "([" + ",".join(render(d) for d in docs) + "]);").encode()
+
+
 async def get(http, url, headers=None):
     async with http.get(url, headers=headers or {}) as r:
         return r.status, r.headers, await r.read()
@@ -134,3 +141,42 @@ async def test_long_poll_with_nothing_stored_after_the_position_waits(shared_gog
     await publish(http, g.base, chan, "two")
     status, hdrs2, body = await asyncio.wait_for(task, 5)
     assert status == 200 and b'"text":"two"' in body and body.count(b'"id":') == 1
+
+
+@pytest.mark.parametrize("kind", ["query", "last_event_id"])
+@pytest.mark.parametrize("path", ["/lp/", "/poll/"])
+async def test_jsonp_resume_wraps_all_the_missed_messages(shared_gogin, http, chan, path, kind):
+    """A JSONP client (a script tag: no headers) resumes with ?time=&tag= as pushstream.js
+    does, or ?last_event_id=; it gets f([m1,...,m10]); in one answer."""
+    g = shared_gogin
+    chans = [f"{chan}a", f"{chan}b", f"{chan}c"]
+    url = f"{g.base}{path}{'/'.join(chans)}"
+    async with ws_connect(f"{g.ws}/ws/{'/'.join(chans)}") as ws:
+        await publish(http, g.base, chans[2], "before", {"Event-Id": "before"})
+        before = parse_default(await recv(ws))
+        status, hdrs, body = await get(http, f"{url}?callback=app.recv", EPOCH)
+        assert (status, body) == (200, module_jsonp("app.recv", [before]))
+        missed = await publish_round_robin(http, g, chans, ws, AWAY)
+    if kind == "query":
+        query = f"time={quote(hdrs['Last-Modified'])}&tag={hdrs['Etag'].removeprefix('W/')}"
+    else:
+        query = f"last_event_id={before['eventid']}"
+    status, hdrs, body = await get(http, f"{url}?{query}&callback=app.recv")
+    assert status == 200
+    assert body == module_jsonp("app.recv", missed)
+    assert hdrs["Content-Type"].startswith("application/javascript")
+    assert (hdrs["Last-Modified"], hdrs["Etag"]) == (missed[-1]["time"], f"W/{missed[-1]['tag']}")
+    # as pushstream.js goes on: from the last message of the array (its time and tag): nothing
+    # is sent again (a poll is 304; a long-poll waits, then gets the next message alone)
+    last = missed[-1]
+    nxt = f"{url}?time={quote(last['time'])}&tag={last['tag']}&callback=app.recv"
+    if path == "/poll/":
+        assert (await get(http, nxt))[0] == 304
+        return
+    task = asyncio.ensure_future(get(http, nxt))
+    await asyncio.sleep(0.3)
+    assert not task.done()
+    await publish(http, g.base, chans[0], "after")
+    status, _, body = await asyncio.wait_for(task, 5)
+    assert status == 200 and body.startswith(b'app.recv([{"id":') and body.endswith(b"}]);")
+    assert body.count(b'"id":') == 1 and b'"text":"after"' in body
