@@ -499,7 +499,7 @@ class SubscriberLocation(Location):
                               ping_interval=cfg.ping_interval, ttl=cfg.ttl)
         elif mode == "stream":
             head = self.server.stream_head(conn, 200, [
-                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Type", cfg.content_type),       # text/html for a forever-iframe
                 ("Transfer-Encoding", "chunked")] + NO_CACHE)
             conn.start_stream(head + self.stream_header, names, self.format,
                               ping_interval=cfg.ping_interval, ttl=cfg.ttl,
