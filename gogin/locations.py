@@ -113,20 +113,22 @@ def resume_position(req) -> Optional[dict]:
     eid = req.get("last-event-id") or params.get("last_event_id")
     if eid:
         return {"event_id": eid}
-    t = params.get("time") or req.get("if-modified-since")
-    if not t:
+    since = _since_time(params.get("time") or req.get("if-modified-since") or "")
+    if since is None:
         return None
-    return {"since_time": _since_time(t), "since_tag": _since_tag(req)}
+    return {"since_time": since, "since_tag": _since_tag(req)}
 
 
-def _since_time(t: str) -> int:
-    """A position's time: Unix seconds or an HTTP date; raises HttpError."""
+def _since_time(t: str) -> Optional[int]:
+    """A position's time: Unix seconds or an HTTP date.  Anything else is no time, as the
+    module's ngx_http_parse_time failing (-1: utils.c, get_last_received_message_values):
+    pushstream.js's first long-poll sends `If-Modified-Since: null`."""
     if t.isdigit():
         return int(t)
     try:
         return int(email.utils.parsedate_to_datetime(t).timestamp())
-    except (TypeError, ValueError, IndexError):
-        raise HttpError(400, "Invalid time.") from None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 def _since_tag(req) -> int:
@@ -142,9 +144,8 @@ def position_headers(req) -> list:
     polling_handler + utils.c add_polling_headers): its time as Last-Modified when after the
     epoch, its tag as Etag W/<tag>; neither when the request had none."""
     hdrs = []
-    t = req.query_params().get("time") or req.get("if-modified-since")
-    since = _since_time(t) if t else 0
-    if since > 0:
+    since = _since_time(req.query_params().get("time") or req.get("if-modified-since") or "")
+    if since is not None and since > 0:
         hdrs.append(("Last-Modified", email.utils.formatdate(since, usegmt=True)))
     tag = _since_tag(req)
     if tag >= 0:

@@ -180,3 +180,18 @@ async def test_jsonp_resume_wraps_all_the_missed_messages(shared_gogin, http, ch
     status, _, body = await asyncio.wait_for(task, 5)
     assert status == 200 and body.startswith(b'app.recv([{"id":') and body.endswith(b"}]);")
     assert body.count(b'"id":') == 1 and b'"text":"after"' in body
+
+
+@pytest.mark.parametrize("path", ["/lp/", "/poll/"])
+async def test_pushstream_js_first_request_if_modified_since_null(shared_gogin, http, chan, path):
+    """pushstream.js's long-polling sends its position as headers from the first request on,
+    before it has one: `If-Modified-Since: null`, `If-None-Match: 0`.  The module's
+    ngx_http_parse_time fails on it (-1: no position), so the backtrack applies."""
+    g = shared_gogin
+    async with ws_connect(f"{g.ws}/ws/{chan}") as ws:
+        docs = await publish_round_robin(http, g, [chan], ws, 3)
+    first = {"If-Modified-Since": "null", "If-None-Match": "0"}
+    status, hdrs, body = await get(http, f"{g.base}{path}{chan}.b2", first)
+    assert status == 200 and body == module_answer(docs[1:])
+    if path == "/poll/":            # no backtrack, no position: nothing "newer"
+        assert (await get(http, f"{g.base}{path}{chan}", first))[0] == 304
