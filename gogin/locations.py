@@ -514,7 +514,6 @@ class SubscriberLocation(Location):
                     self._hold(conn, req, names, pos)
                 else:
                     # nothing newer than the position: 304 that gives it back (subscriber.c)
-                    jsonp_callback(req)          # a bad callback name is refused all the same
                     self.server.respond(conn, 304, NO_CACHE + position_headers(req))
             # one answer each: no client events for them (a subscribed event per request,
             # with no matching unsubscribed one, would not balance)
@@ -546,7 +545,7 @@ class SubscriberLocation(Location):
         The module writes channel after channel; here the channels' messages are merged by
         (time, tag), the server's publish order, so the last message of the answer is the
         newest one too: pushstream.js with JSONP resumes from that message's time and tag."""
-        callback = jsonp_callback(req)
+        callback = jsonp_callback(req)       # a bad callback name is refused, news or not
         hub = self.server.hub
         runs, newest = [], None
         for name in names:
