@@ -19,6 +19,26 @@ import msgspec
 DEFAULT_TEMPLATE = ('{"id":~id~,"channel":"~channel-json~","text":"~text-json~",'
                     '"tag":"~tag~","time":"~time~","eventid":"~event-id-json~"}')
 
+# The forever-iframe ("stream" mode of pushstream.js), as the module's example configuration
+# serves it on /sub/ (misc/nginx.conf): a page whose script registers the frame with the parent
+# page's PushStream, then one script per message calling p(id, channel, text, eventid, time,
+# tag), the function pushstream.js gives the frame (StreamWrapper.register / process).  The
+# frame relaxes document.domain the way pushstream.js relaxes the parent's (extract_xss_domain:
+# an IP stays as it is, else the last labels of the host name), or the two could not talk where
+# browsers still honour document.domain.  Strings are JSON-escaped, so quotes, backslashes and
+# newlines stay inside them; a "</script" in a text still ends the script (docs/protocol.md).
+IFRAME_HEADER = (
+    '<html><head><meta charset="utf-8"><script>\n'
+    'try { var h = location.hostname, parts = h.split(".");\n'
+    '  document.domain = /^(\\d{1,3}\\.){3}\\d{1,3}$/.test(h) ? h : parts.slice(-Math.max('
+    'parts.length - 1, /(\\w{4,}\\.\\w{2}|\\.\\w{3,})$/.test(h) ? 2 : 3)).join(".");\n'
+    '} catch (e) {}\n'
+    'parent.PushStream.register(this);\n'
+    '</script></head><body>')
+IFRAME_TEMPLATE = ('<script>p(~id~,"~channel-json~","~text-json~","~event-id-json~",'
+                   '"~time~","~tag~");</script>')
+IFRAME_FOOTER = "</body></html>"
+
 
 class ConfigError(Exception):
     """A configuration problem; the message names the key."""
@@ -99,6 +119,7 @@ class Location(_Section):
     root: Optional[str] = None                 # static: directory served
     header_template: str = ""                  # stream: sent first (as a chunk)
     footer_template: str = ""                  # stream: sent last, before the final chunk
+    content_type: str = "text/plain; charset=utf-8"   # stream: Content-Type of the answer
     timeout_with_body: bool = False            # long-poll timeout: 200 + message id -3, not 304
 
 
@@ -108,6 +129,11 @@ def default_locations() -> list[Location]:
         L(path="/pub", role="publisher", channels="query"),
         L(path="/ws/", role="subscriber", mode="websocket"),
         L(path="/sub/", role="subscriber", mode="stream"),
+        # pushstream.js's "stream" mode (urlPrefixStream: "/iframe"); pings more often than
+        # its default pingtimeout (30 s) so that a quiet channel does not look dead
+        L(path="/iframe/", role="subscriber", mode="stream", template=IFRAME_TEMPLATE,
+          header_template=IFRAME_HEADER, footer_template=IFRAME_FOOTER,
+          content_type="text/html; charset=utf-8", ping_interval=10.0),
         L(path="/ev/", role="subscriber", mode="eventsource"),
         L(path="/lp/", role="subscriber", mode="longpoll"),
         L(path="/poll/", role="subscriber", mode="polling"),
@@ -179,6 +205,8 @@ class Config(_Section):
             seen.add(loc.path)
             if loc.ping_interval < 0 or loc.ttl < 0:
                 raise ConfigError(f"{where}: ping_interval and ttl must be >= 0")
+            if "\r" in loc.content_type or "\n" in loc.content_type:
+                raise ConfigError(f"{where}.content_type: must not contain CR or LF")
             if loc.role == "static" and not loc.root:
                 raise ConfigError(f"{where}.root: a static location needs a directory")
             if loc.client_publish != "off" and (loc.role != "subscriber"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.utils
+import heapq
 import hmac
 import ipaddress
 import json
@@ -21,6 +22,7 @@ from typing import Optional, Union
 import msgspec
 
 from gogin._core import Opcode
+from gogin._core.fanout import format_http_date
 from gogin.auth import PublishRequest, SubscribeRequest
 from gogin.extensions import negotiate_deflate
 from gogin.publish import (
@@ -112,20 +114,22 @@ def resume_position(req) -> Optional[dict]:
     eid = req.get("last-event-id") or params.get("last_event_id")
     if eid:
         return {"event_id": eid}
-    t = params.get("time") or req.get("if-modified-since")
-    if not t:
+    since = _since_time(params.get("time") or req.get("if-modified-since") or "")
+    if since is None:
         return None
-    return {"since_time": _since_time(t), "since_tag": _since_tag(req)}
+    return {"since_time": since, "since_tag": _since_tag(req)}
 
 
-def _since_time(t: str) -> int:
-    """A position's time: Unix seconds or an HTTP date; raises HttpError."""
+def _since_time(t: str) -> Optional[int]:
+    """A position's time: Unix seconds or an HTTP date.  Anything else is no time, as the
+    module's ngx_http_parse_time failing (-1: utils.c, get_last_received_message_values):
+    pushstream.js's first long-poll sends `If-Modified-Since: null`."""
     if t.isdigit():
         return int(t)
     try:
         return int(email.utils.parsedate_to_datetime(t).timestamp())
-    except (TypeError, ValueError, IndexError):
-        raise HttpError(400, "Invalid time.") from None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 def _since_tag(req) -> int:
@@ -141,9 +145,8 @@ def position_headers(req) -> list:
     polling_handler + utils.c add_polling_headers): its time as Last-Modified when after the
     epoch, its tag as Etag W/<tag>; neither when the request had none."""
     hdrs = []
-    t = req.query_params().get("time") or req.get("if-modified-since")
-    since = _since_time(t) if t else 0
-    if since > 0:
+    since = _since_time(req.query_params().get("time") or req.get("if-modified-since") or "")
+    if since is not None and since > 0:
         hdrs.append(("Last-Modified", email.utils.formatdate(since, usegmt=True)))
     tag = _since_tag(req)
     if tag >= 0:
@@ -384,6 +387,9 @@ class SubscriberLocation(Location):
             self._lp_formats = {}
             self._jsonp = None
             self.format = self.longpoll_format(None)
+            # the template alone, for answers of several stored messages (_answer_stored):
+            # rendered at catch-up time only, it has no subscribers and costs publish nothing
+            self._body = hub.format("stream", cfg.template, chunked=False)
 
     def deflate_format(self, bits: int):
         """The location's format compressed with this window (one per window size in use:
@@ -514,51 +520,101 @@ class SubscriberLocation(Location):
                               ping_interval=cfg.ping_interval, ttl=cfg.ttl)
         elif mode == "stream":
             head = self.server.stream_head(conn, 200, [
-                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Type", cfg.content_type),       # text/html for a forever-iframe
                 ("Transfer-Encoding", "chunked")] + NO_CACHE)
             conn.start_stream(head + self.stream_header, names, self.format,
                               ping_interval=cfg.ping_interval, ttl=cfg.ttl,
                               footer=self.stream_footer)
-        elif mode == "polling" and not self._has_news(req, names, backtrack or {}):
-            # nothing newer than the position: 304 that gives it back (subscriber.c), decided
-            # before an answer head goes out (a JSONP one too)
-            jsonp_callback(req)          # a bad callback name is refused all the same
-            self.server.respond(conn, 304, NO_CACHE + position_headers(req))
+        else:   # longpoll, polling: answered at once when something is stored after the
+            # position, else a long-poll waits for the next live message and a poll is 304
             state.channels = ()
+            pos = self.position(req, names)
+            if not self._answer_stored(conn, req, names, pos, backtrack or {}):
+                if mode == "longpoll":
+                    self._hold(conn, req, names, pos)
+                else:
+                    # nothing newer than the position: 304 that gives it back (subscriber.c)
+                    self.server.respond(conn, 304, NO_CACHE + position_headers(req))
+            # one answer each: no client events for them (a subscribed event per request,
+            # with no matching unsubscribed one, would not balance)
             self.server.note_subscribed(names, events=False)
             return
-        else:   # longpoll; polling with something to send
-            self._hold(conn, req, names)
         self._catch_up(conn, req, names, backtrack or {})
-        if mode == "polling":
-            conn.end_hold()          # answered by the catch-up; a no-op then
-        # long-poll and polling requests are one answer each: no client events for them
-        # (a subscribed event per request, with no matching unsubscribed one, would not balance)
-        self.server.note_subscribed(names, events=mode not in ("longpoll", "polling"))
-        if mode in ("longpoll", "polling"):
-            state.channels = ()
+        self.server.note_subscribed(names)
 
-    def _hold(self, conn, req, names):
-        """Long-polling and polling: the first message after the client's position answers.
-        JSONP (?callback=): a chunked javascript answer whose head goes out now, the message
-        as a chunk of it, then `]);`."""
+    def position(self, req, names) -> Optional[dict]:
+        """The client's position (resume_position), with a Last-Event-ID turned into the
+        (time, tag) of that event's message: tags count per server, so that pair places the
+        client in every channel of the request, not only in the one that knows the event id.
+        An event id that none of them stores stays as it is (everything stored, gap signal)."""
+        pos = resume_position(req)
+        if pos is not None and "event_id" in pos:
+            hub = self.server.hub
+            found = [p for p in (hub.event_position(n, pos["event_id"]) for n in names) if p]
+            if found:
+                t, tag = max(found)
+                return {"since_time": t, "since_tag": tag}
+        return pos
+
+    def _answer_stored(self, conn, req, names, pos, backtrack) -> bool:
+        """Polling and long-polling: every stored message after the position, of every channel,
+        in one answer, as the module's polling handler collects them (subscriber.c,
+        polling_handler + send_old_messages); Last-Modified / Etag are those of the newest
+        channel, so the next request resumes after all of them. False: nothing to send.
+
+        The module writes channel after channel; here the channels' messages are merged by
+        (time, tag), the server's publish order, so the last message of the answer is the
+        newest one too: pushstream.js with JSONP resumes from that message's time and tag."""
+        callback = jsonp_callback(req)       # a bad callback name is refused, news or not
+        hub = self.server.hub
+        runs, newest = [], None
+        for name in names:
+            where = pos if pos is not None else \
+                ({"last": backtrack[name]} if backtrack.get(name) else None)
+            if where is None:
+                continue
+            msgs = hub.render_stored(name, self._body, gap_text=GAP_TEXT, **where)
+            if msgs:
+                runs.append(msgs)
+                ch = hub.channel(name)
+                newest = max(newest or (0, -1), (ch.last_time, ch.last_tag))
+        if not runs:
+            return False
+        bodies = [m[2] for m in heapq.merge(*runs, key=lambda m: (m[0], m[1]))]
+        # the answer's position: utils.c, add_polling_headers
+        hdrs = NO_CACHE + [("Last-Modified", format_http_date(newest[0])),
+                           ("Etag", f"W/{newest[1]}")]
+        if callback is None:
+            ctype, body = "text/plain; charset=utf-8", b"".join(bodies)
+        else:
+            # utils.h: CALLBACK_INIT_CHUNK "([", CALLBACK_MID_CHUNK "," between messages,
+            # CALLBACK_END_CHUNK "]);" (older versions of the module ended with a CRLF)
+            ctype = "application/javascript; charset=utf-8"
+            body = callback.encode() + b"([" + b",".join(bodies) + b"]);"
+        self.server.respond(conn, 200, [("Content-Type", ctype)] + hdrs, body)
+        return True
+
+    def _hold(self, conn, req, names, pos):
+        """Long-polling with nothing stored after the position: the next live message of the
+        channels answers. JSONP (?callback=): a chunked javascript answer whose head goes out
+        now, the message as a chunk of it, then `]);` (utils.h, CALLBACK_END_CHUNK)."""
         cfg = self.cfg
         origin = self.server.cors_done(conn)
         cors = self.server.cors_headers(origin)
-        timeout = (cfg.ttl or 30.0) if cfg.mode == "longpoll" else 3600.0
+        timeout = cfg.ttl or 30.0
         callback = jsonp_callback(req)
         if callback is not None:
             head = self.server.head(200, [("Content-Type", "application/javascript; charset=utf-8"),
                                           ("Transfer-Encoding", "chunked")] + NO_CACHE + cors)
-            end = _chunk(b"]);\r\n") + b"0\r\n\r\n"
+            end = _chunk(b"]);") + b"0\r\n\r\n"
             conn.hold(names, self.jsonp_format(), timeout, end,
                       head=head + _chunk(callback.encode() + b"(["), footer=end)
             return
         fmt = self.longpoll_format(origin)
-        if cfg.timeout_with_body and cfg.mode == "longpoll":
+        if cfg.timeout_with_body:
             # push-stream's timeout message (id -3), dated at the client's position so that
             # resuming from it neither skips nor repeats anything
-            pos = resume_position(req) or {}
+            pos = pos or {}
             ch = self.server.hub.channel(names[0])
             t = pos.get("since_time", ch.last_time if ch else int(time.time()))
             tag = pos.get("since_tag", ch.last_tag if ch else 0)
@@ -572,28 +628,16 @@ class SubscriberLocation(Location):
             self._jsonp = self.server.hub.format("stream", self.cfg.template, chunked=True)
         return self._jsonp
 
-    def _has_news(self, req, names, backtrack) -> bool:
-        """Whether _catch_up would send anything (a stored message after the position, or
-        the gap signal): polling answers 304 at once when not."""
-        hub = self.server.hub
-        pos = resume_position(req)
-        if pos is not None:
-            return any(hub.has_replay(n, **pos) for n in names)
-        return any(hub.has_replay(n, last=backtrack[n]) for n in names if backtrack.get(n))
-
     def _catch_up(self, conn, req, names, backtrack):
-        """Stored messages first, then live ones (PROTOCOL.md §4): the replay happens in the
-        same call as the subscription, so nothing published in between is missed or doubled."""
-        pos = resume_position(req)
+        """Stored messages first, then live ones (PROTOCOL.md §4), one channel after the other:
+        the replay happens in the same call as the subscription, so nothing published in
+        between is missed or doubled."""
+        pos = self.position(req, names)
         for name in names:
-            if pos is None and not backtrack.get(name):
-                continue
-            if pos is None:
-                conn.replay(name, last=backtrack[name], gap_text=GAP_TEXT)
-            else:
+            if pos is not None:
                 conn.replay(name, gap_text=GAP_TEXT, **pos)
-            if conn.state != "websocket" and conn.state != "stream" and conn.state != "longpoll":
-                break                # a long-poll got its answer
+            elif backtrack.get(name):
+                conn.replay(name, last=backtrack[name], gap_text=GAP_TEXT)
 
     # -- client messages (PROTOCOL.md §3 websocket, §5 publish) ------------------------------
 

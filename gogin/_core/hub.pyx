@@ -129,6 +129,16 @@ cdef inline int64_t _monotonic_ms() noexcept nogil:
     return <int64_t>ts.tv_sec * 1000 + ts.tv_nsec // 1000000
 
 
+cdef Stored *_find_event(Channel ch, event_id) except? NULL:
+    """The newest stored message of ch whose event id is event_id, or NULL."""
+    cdef bytes eid = event_id.encode("utf-8") if isinstance(event_id, str) else bytes(event_id)
+    cdef Stored *s = ch.hist.last
+    while s != NULL and not (s.eid_len == len(eid) and
+                             s.data[s.len:s.len + s.eid_len] == eid):
+        s = s.cprev
+    return s
+
+
 cdef bint _replay_start(Channel ch, Py_ssize_t last, since_id, since_time, int since_tag,
                         event_id, Stored **first, bint *gap) except -1:
     """Where a replay from a position starts in ch's stored messages (*first, NULL: nothing
@@ -136,7 +146,6 @@ cdef bint _replay_start(Channel ch, Py_ssize_t last, since_id, since_time, int s
     position is given."""
     cdef Stored *s = ch.hist.first
     cdef Py_ssize_t k
-    cdef bytes eid
     gap[0] = False
     if last > 0:
         s = ch.hist.last
@@ -155,11 +164,7 @@ cdef bint _replay_start(Channel ch, Py_ssize_t last, since_id, since_time, int s
         gap[0] = ch.hist.lost > 0 and (since_time < ch.hist.lost_time or
                                        (since_time == ch.hist.lost_time and since_tag < ch.hist.lost_tag))
     elif event_id is not None:
-        eid = event_id.encode("utf-8") if isinstance(event_id, str) else bytes(event_id)
-        s = ch.hist.last
-        while s != NULL and not (s.eid_len == len(eid) and
-                                 s.data[s.len:s.len + s.eid_len] == eid):
-            s = s.cprev
+        s = _find_event(ch, event_id)
         if s != NULL:
             s = s.cnext
         else:
@@ -169,6 +174,44 @@ cdef bint _replay_start(Channel ch, Py_ssize_t last, since_id, since_time, int s
         return False
     first[0] = s
     return True
+
+
+cdef void _gap_record(Channel ch, Stored *next_, bytes text, Stored *g) noexcept:
+    """The gap signal as a stored message: id -4, placed (time, tag) just before `next_` (or
+    at the channel's last message when nothing follows).  g borrows text's bytes."""
+    memset(g, 0, sizeof(Stored))
+    g.id = -4
+    g.time = next_.time if next_ != NULL else ch.last_time
+    g.tag = next_.tag - 1 if next_ != NULL else ch.last_tag
+    g.data = <unsigned char *>PyBytes_AS_STRING(text)
+    g.len = len(text)
+
+
+cdef Frame *_render_stored(Channel ch, Stored *s, Format fmt) except NULL:
+    """One stored message rendered in fmt (Format.render: binary ones as binary frames on
+    WebSocket, compressed on a permessage-deflate format)."""
+    cdef Message m
+    cdef Frame *f
+    memset(&m, 0, sizeof(Message))
+    m.data = s.data
+    m.len = s.len
+    m.binary = s.binary
+    m.id = s.id
+    m.time = s.time
+    m.tag = s.tag
+    m.event_id = s.data + s.len
+    m.event_id_len = s.eid_len
+    m.event_type = s.data + s.len + s.eid_len
+    m.event_type_len = s.etype_len
+    m.channel = <const unsigned char *>PyBytes_AS_STRING(ch.name_utf8)
+    m.channel_len = len(ch.name_utf8)
+    m.channel_json = <const unsigned char *>PyBytes_AS_STRING(ch.name_json)
+    m.channel_json_len = len(ch.name_json)
+    try:
+        f = fmt.render(&m)
+    finally:
+        message_release(&m)
+    return f
 
 
 @cython.final
@@ -1514,42 +1557,14 @@ cdef class Hub:
             self._schedule_turn()
 
     cdef void _replay_gap(self, Conn *c, Channel ch, Stored *next_, bytes text):
-        """The gap signal: id -4, placed (time, tag) just before `next_` (or at the channel's
-        last message when nothing follows)."""
+        """The gap signal (_gap_record), rendered and queued like a stored message."""
         cdef Stored g
-        memset(&g, 0, sizeof(Stored))
-        g.id = -4
-        g.time = next_.time if next_ != NULL else ch.last_time
-        g.tag = next_.tag - 1 if next_ != NULL else ch.last_tag
-        g.data = <unsigned char *>PyBytes_AS_STRING(text)
-        g.len = len(text)
+        _gap_record(ch, next_, text, &g)
         self._replay_one(c, ch, &g)
 
     cdef void _replay_one(self, Conn *c, Channel ch, Stored *s):
         """Render one stored message in c's format and queue it (catch-up)."""
-        cdef Message m
-        cdef Frame *f
-        cdef Format fmt = <Format>self._formats[c.fmt]
-        memset(&m, 0, sizeof(Message))
-        m.data = s.data
-        m.len = s.len
-        m.binary = s.binary
-        m.id = s.id
-        m.time = s.time
-        m.tag = s.tag
-        m.event_id = s.data + s.len
-        m.event_id_len = s.eid_len
-        m.event_type = s.data + s.len + s.eid_len
-        m.event_type_len = s.etype_len
-        m.channel = <const unsigned char *>PyBytes_AS_STRING(ch.name_utf8)
-        m.channel_len = len(ch.name_utf8)
-        m.channel_json = <const unsigned char *>PyBytes_AS_STRING(ch.name_json)
-        m.channel_json_len = len(ch.name_json)
-        try:
-            f = fmt.render(&m)
-        finally:
-            message_release(&m)
-        self._queue_frame(c, f)
+        self._queue_frame(c, _render_stored(ch, s, <Format>self._formats[c.fmt]))
 
     cdef void _process_post(self):
         """After a publish: close slow consumers, complete long-polls that got their message."""
@@ -1623,6 +1638,43 @@ cdef class Hub:
         if not _replay_start(ch, last, since_id, since_time, since_tag, event_id, &s, &gap):
             return False
         return s != NULL or gap
+
+    def render_stored(self, str channel, Format fmt, Py_ssize_t last=0, since_id=None,
+                      since_time=None, int since_tag=-1, event_id=None, bytes gap_text=None):
+        """The stored messages of `channel` after a position (as for Connection.replay), each
+        rendered in `fmt`, oldest first, as [(time, tag, bytes)]; the gap message (id -4,
+        `gap_text`) first when messages after the position were lost.  Nothing is queued:
+        polling and long-polling build one answer of every channel's messages from this."""
+        cdef Channel ch = self._reg.channels.get(channel)
+        cdef Stored *s = NULL
+        cdef Stored g
+        cdef bint gap = False
+        cdef Frame *f
+        out = []
+        if ch is None or not _replay_start(ch, last, since_id, since_time, since_tag, event_id,
+                                           &s, &gap):
+            return out
+        if gap and gap_text is not None:
+            _gap_record(ch, s, gap_text, &g)
+            f = _render_stored(ch, &g, fmt)
+            out.append((g.time, g.tag, f.data[:f.len]))
+            frame_decref(f)
+        while s != NULL:
+            f = _render_stored(ch, s, fmt)
+            out.append((s.time, s.tag, f.data[:f.len]))
+            frame_decref(f)
+            s = s.cnext
+        return out
+
+    def event_position(self, str channel, event_id):
+        """(time, tag) of the newest stored message of `channel` with this event id, or None.
+        Tags count per server, so that pair is a position in every channel."""
+        cdef Channel ch = self._reg.channels.get(channel)
+        cdef Stored *s
+        if ch is None:
+            return None
+        s = _find_event(ch, event_id)
+        return None if s == NULL else (s.time, s.tag)
 
     def clear_history(self, str name):
         """Forget a channel's stored messages (the channel was deleted)."""

@@ -66,6 +66,27 @@
     return msg;
   }
 
+  // A polling answer holds every stored message after the position, each rendered by the
+  // template one after the other ({..}{..}): split the top-level JSON objects apart.  A body
+  // that is not JSON objects (a custom template) is one message.
+  function splitMessages(body) {
+    if (body.charAt(0) !== "{") return [body];
+    const out = [];
+    let depth = 0, start = 0, quoted = false, escaped = false;
+    for (let i = 0; i < body.length; i++) {
+      const ch = body.charAt(i);
+      if (escaped) { escaped = false; continue; }
+      if (quoted) {
+        if (ch === "\\") escaped = true; else if (ch === '"') quoted = false;
+        continue;
+      }
+      if (ch === '"') quoted = true;
+      else if (ch === "{") { if (depth++ === 0) start = i; }
+      else if (ch === "}" && --depth === 0) out.push(body.slice(start, i + 1));
+    }
+    return depth === 0 && out.length ? out : [body];
+  }
+
   // (time, tag) order of positions; tags count per channel, so compare within a channel only
   function cmp(a, b) { return a.time !== b.time ? a.time - b.time : a.tag - b.tag; }
 
@@ -271,8 +292,9 @@
       es.onerror = () => { es.close(); this._lost(cycle, { opened: opened }); };
     }
 
-    // A long-poll answers one message; with a position shared by channels it would skip
-    // messages, so each named channel is polled on its own with its own cursor.
+    // A long-poll answers every stored message after one position; with a position shared
+    // by channels it could skip or repeat messages, so each named channel is polled on its
+    // own with its own cursor.
     _openLongPoll(cycle) {
       this.abort = new AbortController();
       const groups = this.channels ? this.channels.map((c) => [c]) : [null];
@@ -304,7 +326,7 @@
         const etag = (r.headers.get("Etag") || "").replace(/^W\//, "").replace(/"/g, "");
         const tag = parseInt(etag, 10);
         if (t !== null) cursor = { time: String(t), tag: String(isNaN(tag) ? -1 : tag) };
-        this._frame(body);
+        for (const part of splitMessages(body)) this._frame(part);
       }
     }
 

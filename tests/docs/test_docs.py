@@ -112,6 +112,10 @@ def test_default_locations_table():
             assert channels == loc.channels, loc.path
         assert public == ("yes" if loc.public else "no"), loc.path
         assert client_publish == loc.client_publish, loc.path
+        if loc.path == "/iframe/":      # documented apart: the forever-iframe page
+            assert (loc.template, loc.content_type, loc.ping_interval, loc.ttl) == \
+                (config.IFRAME_TEMPLATE, "text/html; charset=utf-8", 10.0, 0.0)
+            continue
         assert loc.template == config.DEFAULT_TEMPLATE and loc.ping_interval == 30.0 \
             and loc.ttl == 0.0
 
