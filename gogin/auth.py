@@ -140,15 +140,18 @@ MAX_FAILURE_TEXT = 200          # characters of an exception's text kept in a lo
 
 
 def safe_url(url: str) -> str:
-    """A URL for the log: user and password (http://user:secret@host/) left out."""
+    """A URL for the log: user and password (http://user:secret@host/) and the query (where a
+    key may be: ?key=...) left out."""
     parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    if parts.port:
-        netloc += f":{parts.port}"
-    return parts._replace(netloc="***@" + netloc).geturl()
+    if parts.query:
+        parts = parts._replace(query="***")
+    if parts.username is not None or parts.password is not None:
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        if parts.port:
+            netloc += f":{parts.port}"
+        parts = parts._replace(netloc="***@" + netloc)
+    return parts.geturl()
 
 
 def describe_failure(e: BaseException, secrets) -> str:

@@ -12,6 +12,7 @@ from typing import Optional
 from gogin._core import Hub
 from gogin.auth import CallableAuth, MainServerAuth
 from gogin.config import Config, parse_listen
+from gogin.memory import Trimmer
 from gogin import locations as _locations
 from gogin.publish import DELETED_ID, HttpError, event_field_error, is_text, json_str
 
@@ -57,6 +58,7 @@ class Server:
         self._any_origin = "*" in origins
         self._origins = set(origins)
         self._sweeper: Optional[asyncio.Task] = None
+        self.trimmer = Trimmer()            # memory back to the kernel after a crowd left
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -194,6 +196,7 @@ class Server:
         idle = self.config.limits.channel_inactivity_time
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
+            self.trimmer.observe(self.hub.accepted, self.hub.connections)
             now = time.time()
             ev = self.config.limits.events_channel_id
             for name in self.hub.channel_names():

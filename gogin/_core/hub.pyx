@@ -552,6 +552,8 @@ cdef class Hub:
     cdef int64_t _pace_until        # monotonic ns before which the dirty list waits
     cdef object _pace_handle
     cdef list _pending              # channels holding corked batches (fanout_publish)
+    cdef Py_ssize_t _read_ahead     # bytes kept of a client's unanswered requests before its
+                                    # reads pause: PENDING_READ_MAX, or a head's limit if larger
     cdef int64_t _last_time         # second and tag of the server's last message: push-stream's
     cdef int _last_tag              # tags count per server, not per channel (utils.c)
     # limits (readonly for Python; set once in __init__)
@@ -614,6 +616,7 @@ cdef class Hub:
             raise MemoryError()
         self.max_connections = max_connections
         self.max_head_size = max_head_size
+        self._read_ahead = max(PENDING_READ_MAX, max_head_size)   # a whole head always fits
         self.max_headers = max_headers
         self.max_body_size = max_body_size
         self.max_message_size = max_message_size
@@ -1028,7 +1031,7 @@ cdef class Hub:
             return
         if c.state == CS_HEAD or c.state == CS_BODY:
             self._feed_http(c, self._rbuf, n)
-            if c.state == CS_HEAD and (c.rlen >= PENDING_READ_MAX or self._backlogged(c)):
+            if c.state == CS_HEAD and (c.rlen >= self._read_ahead or self._backlogged(c)):
                 # pipelined requests the client does not read the answers of: stop reading
                 # until they drain (the keep-alive timeout closes a client that never reads)
                 c.flags |= CF_READ_PAUSED
@@ -1040,7 +1043,7 @@ cdef class Hub:
             # (bounded; past the bound, stop reading until the connection is back to reading)
             if self._stash(c, self._rbuf, n) < 0:
                 return
-            if c.rlen >= PENDING_READ_MAX:
+            if c.rlen >= self._read_ahead:
                 c.flags |= CF_READ_PAUSED
                 self._interest(c, c.interest & ~GG_READABLE)
         # CS_STREAM, CS_CLOSING: a client has nothing to say there; bytes are dropped
@@ -1329,7 +1332,7 @@ cdef class Hub:
                     self._feed_ws(c, buf, n)
                 free(buf)
             if (c.flags & CF_READ_PAUSED and c.state != CS_CLOSED and c.state != CS_PENDING
-                    and c.rlen < PENDING_READ_MAX and not self._backlogged(c)):
+                    and c.rlen < self._read_ahead and not self._backlogged(c)):
                 c.flags &= ~CF_READ_PAUSED
                 self._interest(c, c.interest | GG_READABLE)
             c = nxt
