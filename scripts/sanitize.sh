@@ -22,7 +22,7 @@ export PYTHONPATH="$work"
 [ $# -gt 0 ] || set -- tests/core
 # RSS bounds are release-build facts: ASan's shadow memory and quarantine inflate RSS.
 # The benchmark's peers (nginx, node, ...) are other people's programs: their leaks are theirs.
-"$py" -m pytest -q -p no:cacheprovider \
+"$py" -m pytest -q -p no:cacheprovider -m "not rss" \
   --deselect tests/server/test_srv_memory.py::test_one_gib_through_storage_keeps_rss_bounded \
   --ignore tests/bench/test_peers.py \
   "$@" 2>&1 | tee sanitize.log

@@ -202,6 +202,7 @@ BIG = 50 << 20                   # what a broken main server sends
 CHUNK = b"x" * 65536
 
 
+@pytest.mark.rss
 async def test_huge_main_server_answer_is_cut_at_the_cap(gogin_factory, main_server, http):
     sent = [0]
 
@@ -337,6 +338,7 @@ BODY_CLIENTS = 300
 PARTIAL = 512 << 10              # bytes each client sends of its announced 1 MiB body
 
 
+@pytest.mark.rss
 async def test_unwanted_bodies_are_not_buffered(gogin_factory):
     g = gogin_factory({"server": {"api_key": "k3y", "max_connections": 1000}})
     rss0 = rss_bytes(g.proc.pid)
@@ -388,6 +390,7 @@ def masked(opcode: int, payload: bytes) -> bytes:
     return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + data
 
 
+@pytest.mark.rss
 async def test_pings_without_reading_do_not_grow_memory(gogin_factory, chan):
     g = gogin_factory()
     r, w = await open_raw(g, rcvbuf=4096)
@@ -427,6 +430,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@pytest.mark.rss
 async def test_pipelining_without_reading_is_bounded(gogin_factory, http):
     g = gogin_factory({"limits": {"keepalive_timeout": 3.0}})
     r, w = await open_raw(g, rcvbuf=4096)
@@ -518,6 +522,7 @@ def _open_crowd(port: int, n: int) -> list:
     return socks
 
 
+@pytest.mark.rss
 async def test_memory_returns_after_a_connection_storm(gogin_factory):
     g = gogin_factory({"server": {"max_connections": 19_000},
                        "limits": {"header_timeout": 60.0}})
