@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The test command of the README: installs what the suite needs, builds the core, runs pytest.
 #   scripts/test.sh [pytest args...]
-# Needs: Python >= 3.10 with pip, a C compiler; root (or sudo) for Debian's chromium, which the
-# browser tests drive headless.  Redis and NATS are expected on 127.0.0.1:6379 / :4222.
+# Needs: Python >= 3.10 with pip, a C compiler and zlib's headers (installed here if missing);
+# root (or sudo) for Debian's chromium, which the browser tests drive headless.  Redis and NATS are expected on 127.0.0.1:6379 / :4222.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: chromium (browser tests), nginx + Nchan (a peer of the benchmark suite)
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+[ -e /usr/include/zlib.h ] || missing+=(zlib1g-dev)     # the core's permessage-deflate
 [ -e /usr/share/nginx/modules-available/mod-nchan.conf ] || [ -n "$(ls /usr/lib/nginx/modules/ngx_nchan_module.so 2>/dev/null)" ] \
   || missing+=(nginx libnginx-mod-nchan)
 if [ ${#missing[@]} -gt 0 ]; then
