@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import subprocess
+
+import pytest
 import sys
 
 from gogin_e2e import ROOT
@@ -22,6 +24,7 @@ def load_soak():
     return mod
 
 
+@pytest.mark.rss      # its pass bound includes RSS growth: a release-build fact
 def test_soak_30s(tmp_path):
     out = tmp_path / "soak.json"
     proc = subprocess.run(
