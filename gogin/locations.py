@@ -29,7 +29,7 @@ from gogin.publish import (
     DELETED_TEXT, GAP_TEXT, HttpError, check_channel_id,
     check_subscription, event_field_error, is_text, parse_channel_path, parse_granted,
 )
-from gogin import stats
+from gogin import metrics, stats
 
 log = logging.getLogger("gogin.server")
 
@@ -746,10 +746,16 @@ class HealthLocation(Location):
 
 
 class MetricsLocation(Location):
+    """Prometheus text format (gogin/metrics.py): the core's counters read at scrape time."""
+
+    def __init__(self, server, cfg):
+        super().__init__(server, cfg)
+        self.registry = metrics.registry_for(server)
+
     def handle(self, conn, req):
         self.check_access(conn, req)
-        self.server.respond(conn, 200, [("Content-Type", "text/plain; version=0.0.4")] + NO_CACHE,
-                            stats.prometheus(self.server))
+        self.server.respond(conn, 200, [("Content-Type", metrics.CONTENT_TYPE)] + NO_CACHE,
+                            metrics.exposition(self.registry))
 
 
 class StaticLocation(Location):

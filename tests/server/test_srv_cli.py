@@ -103,8 +103,8 @@ async def test_healthz_and_metrics(shared_gogin, http):
         async with http.get(f"{g.base}/metrics") as r:
             assert r.status == 200
             text = (await r.read()).decode()
-    m = re.search(r"^gogin_connections (\d+)$", text, re.M)
+    m = re.search(r"^gogin_connections (\d+)\.0$", text, re.M)     # prometheus_client: floats
     assert m, text
     assert int(m.group(1)) >= 2          # the WebSocket client and this request
     assert "# TYPE gogin_connections gauge" in text
-    assert re.search(r"^gogin_published_total \d+$", text, re.M)
+    assert re.search(r"^gogin_published_total \d+\.0$", text, re.M)
