@@ -5,6 +5,7 @@ A bad value stops startup with a ConfigError that names the key (``limits.max_he
 
 Environment: ``GOGIN_<SECTION>_<KEY>`` for the scalar keys of server, limits and auth
 (``GOGIN_SERVER_LISTEN=127.0.0.1:9000,[::1]:9000``, ``GOGIN_LIMITS_MAX_BACKPRESSURE=65536``),
+``GOGIN_AUTH_TOKEN_<KEY>`` for auth.token (``GOGIN_AUTH_TOKEN_KEY``: a secret kept out of files),
 plus the short forms ``GOGIN_AUTH_URL`` and ``GOGIN_AUTH_PUBLISH_URL`` of PROTOCOL.md §5.
 """
 
@@ -86,6 +87,18 @@ class Limits(_Section):
     events_channel_id: str = ""                  # channel of channel/client events; "": off
 
 
+class TokenAuth(_Section):
+    """[auth.token]: signed-token (JWT) auth of the `channels = "token"` locations."""
+    algorithms: list[str] = msgspec.field(default_factory=lambda: ["HS256"])
+    key: Optional[str] = None                    # HMAC secret, or a PEM public key
+    key_file: Optional[str] = None               # ... read from a file
+    jwks_file: Optional[str] = None              # a JWKS document (public keys by kid)
+    audience: Optional[str] = None               # required `aud`, if set
+    issuer: Optional[str] = None                 # required `iss`, if set
+    cookie: str = "gogin_token"                  # cookie holding the token
+    leeway: float = 0.0                          # seconds of clock skew allowed on exp/nbf
+
+
 class Auth(_Section):
     url: Optional[str] = None                    # subscribe callback
     publish_url: Optional[str] = None            # client-publish callback
@@ -96,6 +109,7 @@ class Auth(_Section):
                                                  # denial's body); read past it: 502
     forward_headers: list[str] = msgspec.field(default_factory=lambda: [
         "cookie", "authorization", "user-agent", "origin", "x-forwarded-for", "x-real-ip"])
+    token: Optional[TokenAuth] = None            # signed-token auth, off without the section
 
 
 Role = Literal["publisher", "subscriber", "stats", "health", "metrics", "static"]
@@ -106,7 +120,7 @@ class Location(_Section):
     path: str
     role: Role
     mode: Mode = "websocket"
-    channels: Literal["path", "query", "main_server"] = "path"
+    channels: Literal["path", "query", "main_server", "token"] = "path"
     template: str = DEFAULT_TEMPLATE
     public: bool = False              # open to every address (else allowed networks + api key)
     client_publish: Literal["off", "main_server", "open"] = "off"
@@ -195,6 +209,9 @@ class Config(_Section):
             url = getattr(self.auth, key)
             if url is not None and not url.startswith(("http://", "https://")):
                 raise ConfigError(f"auth.{key}: must be an http:// or https:// URL, not {url!r}")
+        if self.auth.token is not None:
+            from gogin.tokens import TokenVerifier     # loads the keys: a bad one stops here
+            TokenVerifier(self.auth.token, self.limits)
         seen = set()
         for i, loc in enumerate(self.locations):
             where = f"locations[{i}]"
@@ -207,6 +224,12 @@ class Config(_Section):
                 raise ConfigError(f"{where}: ping_interval and ttl must be >= 0")
             if "\r" in loc.content_type or "\n" in loc.content_type:
                 raise ConfigError(f"{where}.content_type: must not contain CR or LF")
+            if loc.channels == "token":
+                if loc.role != "subscriber":
+                    raise ConfigError(f"{where}.channels: \"token\" is for subscriber locations")
+                if self.auth.token is None:
+                    raise ConfigError(f"{where}.channels: \"token\" needs an [auth.token] "
+                                      "section (algorithms and key)")
             if loc.role == "static" and not loc.root:
                 raise ConfigError(f"{where}.root: a static location needs a directory")
             if loc.client_publish != "off" and (loc.role != "subscriber"
@@ -270,6 +293,8 @@ def load(path: Optional[str] = None, *, env: Optional[dict] = None,
             if section not in ("server", "limits", "auth") or not field:
                 continue
             key = f"{section}.{field}"
+            if key.startswith("auth.token_"):    # GOGIN_AUTH_TOKEN_KEY: auth.token.key
+                key = "auth.token." + key[len("auth.token_"):]
         _set(raw, key, value, from_env=True)
     for key, value in (overrides or {}).items():
         if value is not None:
@@ -281,15 +306,20 @@ def load(path: Optional[str] = None, *, env: Optional[dict] = None,
     return cfg.validate()
 
 
+ENV_STRUCTS = {"server": Server, "limits": Limits, "auth": Auth, "auth.token": TokenAuth}
+
+
 def _set(raw: dict, key: str, value, from_env: bool = False) -> None:
-    section, _, field = key.partition(".")
-    sect = raw.setdefault(section, {})
-    if not isinstance(sect, dict):
-        raise ConfigError(f"{section}: must be a table")
+    *tables, field = key.split(".")
+    sect = raw
+    for i, name in enumerate(tables):
+        sect = sect.setdefault(name, {})
+        if not isinstance(sect, dict):
+            raise ConfigError(f"{'.'.join(tables[:i + 1])}: must be a table")
     if from_env:
-        struct = {"server": Server, "limits": Limits, "auth": Auth}[section]
+        struct = ENV_STRUCTS[".".join(tables)]
         ftype = struct.__annotations__.get(field)
-        if ftype is None:
+        if ftype is None or "Token" in str(ftype):
             raise ConfigError(f"{key}: unknown key (from the environment)")
         if "list[" in str(ftype):
             value = [v.strip() for v in value.split(",") if v.strip()]

@@ -13,6 +13,7 @@ from gogin._core import Hub
 from gogin.auth import CallableAuth, MainServerAuth
 from gogin.config import Config, parse_listen
 from gogin import locations as _locations
+from gogin.tokens import TokenVerifier
 from gogin.publish import DELETED_ID, HttpError, event_field_error, is_text, json_str
 
 log = logging.getLogger("gogin.server")
@@ -47,6 +48,8 @@ class Server:
         elif not hasattr(auth, "subscribe"):
             raise TypeError("auth must have subscribe()/publish() coroutines (CallableAuth)")
         self.auth = auth
+        token_cfg = self.config.auth.token
+        self.tokens = TokenVerifier(token_cfg, lim) if token_cfg is not None else None
         self.networks = [ipaddress.ip_network(n, strict=False) for n in s.allowed_networks]
         self.locations = _locations.build(self, self.config.locations)
         self.addresses: list[tuple[str, int]] = []
@@ -292,6 +295,9 @@ class Server:
     def _on_close(self, conn, reason):
         self._cors.pop(conn.id, None)
         state = conn.data
+        timer = getattr(state, "expiry", None)     # a token connection's end (TokenState)
+        if timer is not None:
+            timer.cancel()
         if state is not None and getattr(state, "channels", None):
             self.note_unsubscribed(state.channels)
         conn.data = None
