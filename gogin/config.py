@@ -1,12 +1,14 @@
 """Configuration: msgspec Structs read from TOML, then the environment, then CLI flags.
 
-Every key has a default, so an empty file (or none) gives the served table of PROTOCOL.md.
+Every key has a default, so an empty file (or none) gives the defaults of
+docs/configuration.md.
 A bad value stops startup with a ConfigError that names the key (``limits.max_head_size``).
 
 Environment: ``GOGIN_<SECTION>_<KEY>`` for the scalar keys of server, limits and auth
 (``GOGIN_SERVER_LISTEN=127.0.0.1:9000,[::1]:9000``, ``GOGIN_LIMITS_MAX_BACKPRESSURE=65536``),
 ``GOGIN_AUTH_TOKEN_<KEY>`` for auth.token (``GOGIN_AUTH_TOKEN_KEY``: a secret kept out of files),
-plus the short forms ``GOGIN_AUTH_URL`` and ``GOGIN_AUTH_PUBLISH_URL`` of PROTOCOL.md §5.
+plus the short forms ``GOGIN_AUTH_URL`` and ``GOGIN_AUTH_PUBLISH_URL`` (docs/protocol.md,
+Main-server callbacks).
 """
 
 from __future__ import annotations
@@ -283,6 +285,7 @@ def load(path: Optional[str] = None, *, env: Optional[dict] = None,
         except msgspec.DecodeError as e:
             raise ConfigError(f"config file {path}: {e}") from None
     env = os.environ if env is None else env
+    from_env: dict[str, str] = {}             # key -> the variable that set it
     for name, value in env.items():
         if not name.startswith("GOGIN_") or value == "":
             continue
@@ -295,15 +298,33 @@ def load(path: Optional[str] = None, *, env: Optional[dict] = None,
             key = f"{section}.{field}"
             if key.startswith("auth.token_"):    # GOGIN_AUTH_TOKEN_KEY: auth.token.key
                 key = "auth.token." + key[len("auth.token_"):]
-        _set(raw, key, value, from_env=True)
+        try:
+            _set(raw, key, value, from_env=True)
+        except ConfigError as e:
+            raise ConfigError(f"{e} (from {name})") from None
+        from_env[key] = name
     for key, value in (overrides or {}).items():
         if value is not None:
             _set(raw, key, value)
+            from_env.pop(key, None)           # a flag replaced the variable's value
     try:
-        cfg = msgspec.convert(raw, Config, strict=False)
-    except msgspec.ValidationError as e:
-        raise ConfigError(_error_key(e)) from None
-    return cfg.validate()
+        try:
+            cfg = msgspec.convert(raw, Config, strict=False)
+        except msgspec.ValidationError as e:
+            raise ConfigError(_error_key(e)) from None
+        return cfg.validate()
+    except ConfigError as e:
+        raise _name_variable(e, from_env) from None
+
+
+def _name_variable(err: ConfigError, from_env: dict) -> ConfigError:
+    """A bad value that came from the environment: the error names the variable too
+    ("limits.max_head_size: must be positive, not -1 (from GOGIN_LIMITS_MAX_HEAD_SIZE)"),
+    or a person looks for it in a file that does not have it."""
+    text = str(err)
+    key = text.partition(":")[0]
+    name = from_env.get(key) or from_env.get(key.partition("[")[0])   # server.listen[0]
+    return ConfigError(f"{text} (from {name})") if name else err
 
 
 ENV_STRUCTS = {"server": Server, "limits": Limits, "auth": Auth, "auth.token": TokenAuth}
@@ -320,7 +341,7 @@ def _set(raw: dict, key: str, value, from_env: bool = False) -> None:
         struct = ENV_STRUCTS[".".join(tables)]
         ftype = struct.__annotations__.get(field)
         if ftype is None or "Token" in str(ftype):
-            raise ConfigError(f"{key}: unknown key (from the environment)")
+            raise ConfigError(f"{key}: unknown key")      # load() adds the variable's name
         if "list[" in str(ftype):
             value = [v.strip() for v in value.split(",") if v.strip()]
     sect[field] = value

@@ -197,7 +197,8 @@ def websocket_key(req) -> Optional[str]:
 
 
 class PublisherLocation(Location):
-    """PROTOCOL.md §2: POST/PUT publish, GET info, DELETE, and the publisher WebSocket."""
+    """POST/PUT publish, GET info, DELETE, and the publisher WebSocket (docs/protocol.md,
+    Publisher)."""
 
     def __init__(self, server, cfg):
         super().__init__(server, cfg)
@@ -354,7 +355,7 @@ class PublisherLocation(Location):
 
 
 class PublishItem(msgspec.Struct, forbid_unknown_fields=False):
-    """One item of the multi-channel publisher WebSocket (PROTOCOL.md §2)."""
+    """One item of the multi-channel publisher WebSocket (docs/protocol.md, Publisher)."""
     id: Union[str, list[str]]
     text: str
     event_id: Optional[str] = None
@@ -389,7 +390,8 @@ def _decode_publish_items(data) -> list:
 
 
 class SubscriberLocation(Location):
-    """PROTOCOL.md §3: websocket, eventsource, long-polling, polling, streaming subscribers;
+    """websocket, eventsource, long-polling, polling, streaming subscribers (docs/protocol.md,
+    Subscribers);
     channels from the path, the query, or the main server (public auth-front locations)."""
 
     def __init__(self, server, cfg):
@@ -527,7 +529,8 @@ class SubscriberLocation(Location):
         conn.send(json.dumps({"token": "accepted", "exp": grant.exp}))
 
     def refuse_websocket(self, conn, key, e: HttpError):
-        """Channel errors of a valid WebSocket handshake (PROTOCOL.md §3): upgrade, then close
+        """Channel errors of a valid WebSocket handshake (docs/protocol.md, Subscribers): upgrade,
+        then close
         1008 with the status and explain as JSON - a browser's WebSocket cannot read the
         status of a refused handshake, but it can read a close reason."""
         self.server.cors_done(conn)
@@ -708,7 +711,8 @@ class SubscriberLocation(Location):
         return self._jsonp
 
     def _catch_up(self, conn, req, names, backtrack):
-        """Stored messages first, then live ones (PROTOCOL.md §4), one channel after the other:
+        """Stored messages first, then live ones (docs/protocol.md, Message storage), one channel
+        after the other:
         the replay happens in the same call as the subscription, so nothing published in
         between is missed or doubled."""
         pos = self.position(req, names)
@@ -718,7 +722,7 @@ class SubscriberLocation(Location):
             elif backtrack.get(name):
                 conn.replay(name, last=backtrack[name], gap_text=GAP_TEXT)
 
-    # -- client messages (PROTOCOL.md §3 websocket, §5 publish) ------------------------------
+    # -- client messages (docs/protocol.md: Subscribers, Main-server callbacks) -------------
 
     def on_message(self, conn, opcode, data):
         state = conn.data

@@ -24,6 +24,20 @@ CORS_REQUEST_HEADERS = ("If-Modified-Since, If-None-Match, Last-Event-ID, Event-
 CORS_EXPOSE_HEADERS = "Last-Modified, Etag, X-Gogin-Explain"
 
 
+class ListenError(OSError):
+    """An address that cannot be listened on; says which, and why, in words a person reads:
+    ``cannot listen on 0.0.0.0:9080: address already in use``."""
+
+    def __init__(self, host: str, port: int, err: OSError):
+        why = (err.strerror or str(err)).lower()
+        super().__init__(err.errno, why)
+        shown = f"[{host}]" if ":" in host else host
+        self.message = f"cannot listen on {shown}:{port}: {why}"
+
+    def __str__(self):
+        return self.message
+
+
 class Server:
     """One gogin node.  Create, ``await start()``, ``publish()``, ``await stop()``."""
 
@@ -72,8 +86,12 @@ class Server:
         else:
             for addr in s.listen:
                 host, port = parse_listen(addr)
-                self.addresses.append(tuple(self.hub.listen(host, port, backlog=s.backlog,
-                                                            reuse_port=s.reuse_port)))
+                try:
+                    bound = self.hub.listen(host, port, backlog=s.backlog,
+                                            reuse_port=s.reuse_port)
+                except OSError as e:
+                    raise ListenError(host, port, e) from e
+                self.addresses.append(tuple(bound))
         self.hub.attach(asyncio.get_running_loop())
         await self.auth.start()
         self._sweeper = asyncio.ensure_future(self._sweep())
@@ -145,7 +163,7 @@ class Server:
         self.hub.drop_channel(name)
         self.emit("channel_destroyed", name)
 
-    # -- the events channel (PROTOCOL.md: channel_created, channel_destroyed,
+    # -- the events channel (docs/protocol.md, Events channel: channel_created, channel_destroyed,
     #    client_subscribed, client_unsubscribed as JSON on limits.events_channel_id) ---------
 
     def is_events_channel(self, names) -> bool:
