@@ -215,6 +215,14 @@ async def test_token_expires_while_connected(hs, http, chan):
     assert 0.5 < time.monotonic() - t0 < 5
 
 
+async def test_long_poll_hold_ends_with_the_token(hs, http, chan):
+    """A held long-poll (30 s timeout) is answered as at its timeout when the token ends."""
+    t0 = time.monotonic()
+    async with http.get(f"{hs.base}/token-lp/", params={"token": hs256([chan], exp_in=2)}) as r:
+        assert r.status == 304
+    assert 0.5 < time.monotonic() - t0 < 5
+
+
 async def test_refresh_moves_the_end(hs, http, chan):
     g = hs
     async with ws_connect(f"{g.ws}/token/?token={hs256([chan], exp_in=2)}") as ws:
