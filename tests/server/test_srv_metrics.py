@@ -9,7 +9,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from gogin.metrics import AUTH_CALLS, HUB_METRICS
-from gogin_e2e import ROOT, parse_default, publish, recv, ws_connect
+from gogin_e2e import ROOT, metric_values, parse_default, publish, recv, ws_connect
 
 
 async def scrape(http, g) -> dict:
@@ -22,7 +22,10 @@ async def scrape(http, g) -> dict:
     for name, kind, _, _ in HUB_METRICS:
         base = name.removesuffix("_total") if kind == "counter" else name
         assert families[base].type == kind, name
-    return {s.name: s.value for f in families.values() for s in f.samples if not s.labels}
+    values = metric_values(text)       # the helper the other tests read /metrics with
+    assert values == {s.name: s.value for f in families.values() for s in f.samples
+                      if not s.labels}
+    return values
 
 
 async def test_metrics_parse_and_move(gogin, http, chan):
