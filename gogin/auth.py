@@ -1,6 +1,6 @@
 """The auth front: the main server decides who subscribes to what and who may publish.
 
-Two backends with one interface (PROTOCOL.md §5):
+Two backends with one interface (docs/protocol.md, Main-server callbacks):
 - MainServerAuth: HTTP callbacks with a pooled aiohttp client session, failing closed (503)
   on a timeout or a connection error, with an optional decision cache;
 - CallableAuth: Python coroutines, for applications that embed gogin (docs/embedding.md).
@@ -313,7 +313,7 @@ class MainServerAuth:
                     return PublishDecision.reject(502)
                 target = resp.headers.get("X-Gogin-Channels")
                 channels = [c for c in target.split("/") if c] if target else None
-                # Nchan's upstream-request semantics (PROTOCOL.md §5)
+                # Nchan's upstream-request semantics (docs/protocol.md, Main-server callbacks)
                 if resp.status == 204:
                     return PublishDecision.drop()
                 if resp.status == 304:

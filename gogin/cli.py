@@ -65,8 +65,8 @@ async def run(cfg) -> int:
     server = Server(cfg)
     try:
         await server.start()
-    except OSError as e:
-        log.error("cannot listen: %s", e)
+    except OSError as e:           # ListenError: "cannot listen on HOST:PORT: why"
+        log.error("%s", e)
         if demo is not None:
             await demo.cleanup()
         return 1

@@ -1,11 +1,14 @@
 """Configuration: msgspec Structs read from TOML, then the environment, then CLI flags.
 
-Every key has a default, so an empty file (or none) gives the served table of PROTOCOL.md.
+Every key has a default, so an empty file (or none) gives the defaults of
+docs/configuration.md.
 A bad value stops startup with a ConfigError that names the key (``limits.max_head_size``).
 
 Environment: ``GOGIN_<SECTION>_<KEY>`` for the scalar keys of server, limits and auth
 (``GOGIN_SERVER_LISTEN=127.0.0.1:9000,[::1]:9000``, ``GOGIN_LIMITS_MAX_BACKPRESSURE=65536``),
-plus the short forms ``GOGIN_AUTH_URL`` and ``GOGIN_AUTH_PUBLISH_URL`` of PROTOCOL.md §5.
+``GOGIN_AUTH_TOKEN_<KEY>`` for auth.token (``GOGIN_AUTH_TOKEN_KEY``: a secret kept out of files),
+plus the short forms ``GOGIN_AUTH_URL`` and ``GOGIN_AUTH_PUBLISH_URL`` (docs/protocol.md,
+Main-server callbacks).
 """
 
 from __future__ import annotations
@@ -86,6 +89,18 @@ class Limits(_Section):
     events_channel_id: str = ""                  # channel of channel/client events; "": off
 
 
+class TokenAuth(_Section):
+    """[auth.token]: signed-token (JWT) auth of the `channels = "token"` locations."""
+    algorithms: list[str] = msgspec.field(default_factory=lambda: ["HS256"])
+    key: Optional[str] = None                    # HMAC secret, or a PEM public key
+    key_file: Optional[str] = None               # ... read from a file
+    jwks_file: Optional[str] = None              # a JWKS document (public keys by kid)
+    audience: Optional[str] = None               # required `aud`, if set
+    issuer: Optional[str] = None                 # required `iss`, if set
+    cookie: str = "gogin_token"                  # cookie holding the token
+    leeway: float = 0.0                          # seconds of clock skew allowed on exp/nbf
+
+
 class Auth(_Section):
     url: Optional[str] = None                    # subscribe callback
     publish_url: Optional[str] = None            # client-publish callback
@@ -96,6 +111,7 @@ class Auth(_Section):
                                                  # denial's body); read past it: 502
     forward_headers: list[str] = msgspec.field(default_factory=lambda: [
         "cookie", "authorization", "user-agent", "origin", "x-forwarded-for", "x-real-ip"])
+    token: Optional[TokenAuth] = None            # signed-token auth, off without the section
 
 
 Role = Literal["publisher", "subscriber", "stats", "health", "metrics", "static"]
@@ -106,7 +122,7 @@ class Location(_Section):
     path: str
     role: Role
     mode: Mode = "websocket"
-    channels: Literal["path", "query", "main_server"] = "path"
+    channels: Literal["path", "query", "main_server", "token"] = "path"
     template: str = DEFAULT_TEMPLATE
     public: bool = False              # open to every address (else allowed networks + api key)
     client_publish: Literal["off", "main_server", "open"] = "off"
@@ -195,6 +211,9 @@ class Config(_Section):
             url = getattr(self.auth, key)
             if url is not None and not url.startswith(("http://", "https://")):
                 raise ConfigError(f"auth.{key}: must be an http:// or https:// URL, not {url!r}")
+        if self.auth.token is not None:
+            from gogin.tokens import TokenVerifier     # loads the keys: a bad one stops here
+            TokenVerifier(self.auth.token, self.limits)
         seen = set()
         for i, loc in enumerate(self.locations):
             where = f"locations[{i}]"
@@ -207,6 +226,12 @@ class Config(_Section):
                 raise ConfigError(f"{where}: ping_interval and ttl must be >= 0")
             if "\r" in loc.content_type or "\n" in loc.content_type:
                 raise ConfigError(f"{where}.content_type: must not contain CR or LF")
+            if loc.channels == "token":
+                if loc.role != "subscriber":
+                    raise ConfigError(f"{where}.channels: \"token\" is for subscriber locations")
+                if self.auth.token is None:
+                    raise ConfigError(f"{where}.channels: \"token\" needs an [auth.token] "
+                                      "section (algorithms and key)")
             if loc.role == "static" and not loc.root:
                 raise ConfigError(f"{where}.root: a static location needs a directory")
             if loc.client_publish != "off" and (loc.role != "subscriber"
@@ -260,6 +285,7 @@ def load(path: Optional[str] = None, *, env: Optional[dict] = None,
         except msgspec.DecodeError as e:
             raise ConfigError(f"config file {path}: {e}") from None
     env = os.environ if env is None else env
+    from_env: dict[str, str] = {}             # key -> the variable that set it
     for name, value in env.items():
         if not name.startswith("GOGIN_") or value == "":
             continue
@@ -270,27 +296,52 @@ def load(path: Optional[str] = None, *, env: Optional[dict] = None,
             if section not in ("server", "limits", "auth") or not field:
                 continue
             key = f"{section}.{field}"
-        _set(raw, key, value, from_env=True)
+            if key.startswith("auth.token_"):    # GOGIN_AUTH_TOKEN_KEY: auth.token.key
+                key = "auth.token." + key[len("auth.token_"):]
+        try:
+            _set(raw, key, value, from_env=True)
+        except ConfigError as e:
+            raise ConfigError(f"{e} (from {name})") from None
+        from_env[key] = name
     for key, value in (overrides or {}).items():
         if value is not None:
             _set(raw, key, value)
+            from_env.pop(key, None)           # a flag replaced the variable's value
     try:
-        cfg = msgspec.convert(raw, Config, strict=False)
-    except msgspec.ValidationError as e:
-        raise ConfigError(_error_key(e)) from None
-    return cfg.validate()
+        try:
+            cfg = msgspec.convert(raw, Config, strict=False)
+        except msgspec.ValidationError as e:
+            raise ConfigError(_error_key(e)) from None
+        return cfg.validate()
+    except ConfigError as e:
+        raise _name_variable(e, from_env) from None
+
+
+def _name_variable(err: ConfigError, from_env: dict) -> ConfigError:
+    """A bad value that came from the environment: the error names the variable too
+    ("limits.max_head_size: must be positive, not -1 (from GOGIN_LIMITS_MAX_HEAD_SIZE)"),
+    or a person looks for it in a file that does not have it."""
+    text = str(err)
+    key = text.partition(":")[0]
+    name = from_env.get(key) or from_env.get(key.partition("[")[0])   # server.listen[0]
+    return ConfigError(f"{text} (from {name})") if name else err
+
+
+ENV_STRUCTS = {"server": Server, "limits": Limits, "auth": Auth, "auth.token": TokenAuth}
 
 
 def _set(raw: dict, key: str, value, from_env: bool = False) -> None:
-    section, _, field = key.partition(".")
-    sect = raw.setdefault(section, {})
-    if not isinstance(sect, dict):
-        raise ConfigError(f"{section}: must be a table")
+    *tables, field = key.split(".")
+    sect = raw
+    for i, name in enumerate(tables):
+        sect = sect.setdefault(name, {})
+        if not isinstance(sect, dict):
+            raise ConfigError(f"{'.'.join(tables[:i + 1])}: must be a table")
     if from_env:
-        struct = {"server": Server, "limits": Limits, "auth": Auth}[section]
+        struct = ENV_STRUCTS[".".join(tables)]
         ftype = struct.__annotations__.get(field)
-        if ftype is None:
-            raise ConfigError(f"{key}: unknown key (from the environment)")
+        if ftype is None or "Token" in str(ftype):
+            raise ConfigError(f"{key}: unknown key")      # load() adds the variable's name
         if "list[" in str(ftype):
             value = [v.strip() for v in value.split(",") if v.strip()]
     sect[field] = value

@@ -29,7 +29,7 @@ from gogin.publish import (
     DELETED_TEXT, GAP_TEXT, HttpError, check_channel_id,
     check_subscription, event_field_error, is_text, parse_channel_path, parse_granted,
 )
-from gogin import stats
+from gogin import metrics, stats, tokens
 
 log = logging.getLogger("gogin.server")
 
@@ -57,6 +57,14 @@ class ClientState:
     pending: Optional[deque] = None
     busy: bool = False
     channels: tuple = ()                  # subscribed at the start (events, sweeper)
+
+
+@dataclass(slots=True)
+class TokenState(ClientState):
+    """conn.data on a `channels = "token"` location: when its token ends, and the timer that
+    closes it then (one per connection, cancelled at close; no work per message)."""
+    grant: Optional[object] = None        # gogin.tokens.Grant
+    expiry: Optional[asyncio.TimerHandle] = None
 
 
 class Location:
@@ -189,7 +197,8 @@ def websocket_key(req) -> Optional[str]:
 
 
 class PublisherLocation(Location):
-    """PROTOCOL.md §2: POST/PUT publish, GET info, DELETE, and the publisher WebSocket."""
+    """POST/PUT publish, GET info, DELETE, and the publisher WebSocket (docs/protocol.md,
+    Publisher)."""
 
     def __init__(self, server, cfg):
         super().__init__(server, cfg)
@@ -346,7 +355,7 @@ class PublisherLocation(Location):
 
 
 class PublishItem(msgspec.Struct, forbid_unknown_fields=False):
-    """One item of the multi-channel publisher WebSocket (PROTOCOL.md §2)."""
+    """One item of the multi-channel publisher WebSocket (docs/protocol.md, Publisher)."""
     id: Union[str, list[str]]
     text: str
     event_id: Optional[str] = None
@@ -357,13 +366,32 @@ _item_decoder = msgspec.json.Decoder(Union[PublishItem, list[PublishItem]])
 CHECKED_IDS_MAX = 100_000
 
 
+class TokenRefresh(msgspec.Struct, forbid_unknown_fields=True):
+    token: str
+
+
+_refresh_decoder = msgspec.json.Decoder(TokenRefresh)
+STREAMING = ("websocket", "eventsource", "stream")     # modes whose connections stay open
+
+
+def _refresh_message(data) -> Optional[str]:
+    """The token of a {"token": "..."} message, None for any other message."""
+    if not data.lstrip()[:1] == b"{":
+        return None
+    try:
+        return _refresh_decoder.decode(data).token
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+
+
 def _decode_publish_items(data) -> list:
     doc = _item_decoder.decode(data)
     return doc if isinstance(doc, list) else [doc]
 
 
 class SubscriberLocation(Location):
-    """PROTOCOL.md §3: websocket, eventsource, long-polling, polling, streaming subscribers;
+    """websocket, eventsource, long-polling, polling, streaming subscribers (docs/protocol.md,
+    Subscribers);
     channels from the path, the query, or the main server (public auth-front locations)."""
 
     def __init__(self, server, cfg):
@@ -436,6 +464,8 @@ class SubscriberLocation(Location):
 
     def _subscribe(self, conn, req, key):
         limits = self.server.config.limits
+        if self.cfg.channels == "token":
+            return self._subscribe_token(conn, req, key)
         if self.cfg.channels == "main_server":
             hint = {r.name: r.backtrack for r in parse_channel_path(self.tail(req.path), limits)} \
                 if self.tail(req.path) else {}
@@ -450,8 +480,57 @@ class SubscriberLocation(Location):
         self._start(conn, req, key, [r.name for r in refs], ClientState(self),
                     {r.name: r.backtrack for r in refs})
 
+    def _subscribe_token(self, conn, req, key):
+        """Signed-token auth (gogin/tokens.py): the token alone decides, no main-server call.
+        Channels named in the path must all be granted (403); none named: every granted one."""
+        tail = self.tail(req.path)
+        asked = parse_channel_path(tail, self.server.config.limits) if tail else []
+        verifier = self.server.tokens
+        grant = verifier.verify(tokens.token_of(req, verifier.cfg.cookie))
+        names, backtrack = grant.select(asked)
+        state = TokenState(self, user=grant.user, grant=grant)
+        self._start(conn, req, key, names, state, backtrack)
+        if not conn.closed and conn.data is state and self.cfg.mode in STREAMING:
+            self._arm_expiry(conn, state)
+
+    def _arm_expiry(self, conn, state):
+        if state.expiry is not None:
+            state.expiry.cancel()
+        delay = max(0.0, self.server.tokens.remaining(state.grant))
+        state.expiry = asyncio.get_running_loop().call_later(delay, self._token_expired, conn,
+                                                             state)
+
+    def _token_expired(self, conn, state):
+        if conn.closed or conn.data is not state:
+            return
+        state.expiry = None
+        if self.cfg.mode == "websocket":
+            conn.close(1008, json.dumps({"http_status": 401, "explain": tokens.EXPIRED}))
+        else:
+            conn.close()             # a stream ends with its footer
+
+    def _refresh_token(self, conn, state, token: str):
+        """{"token": "<jwt>"} on a WebSocket: the new token, checked like the first one, moves
+        the connection's end.  It adds no channel (each channel of the connection must still
+        be granted) and keeps the user; a refused one leaves the old end in place."""
+        try:
+            grant = self.server.tokens.verify(token)
+            if grant.user != state.user:
+                raise HttpError(403, "Token is for another user.")
+            granted = {r.name for r in grant.refs}
+            if not set(conn.channels) <= granted:
+                raise HttpError(403, "Token does not grant every channel of this connection.")
+        except HttpError as e:
+            conn.send(json.dumps({"token": "refused", "http_status": e.status,
+                                  "explain": e.explain}))
+            return
+        state.grant = grant
+        self._arm_expiry(conn, state)
+        conn.send(json.dumps({"token": "accepted", "exp": grant.exp}))
+
     def refuse_websocket(self, conn, key, e: HttpError):
-        """Channel errors of a valid WebSocket handshake (PROTOCOL.md §3): upgrade, then close
+        """Channel errors of a valid WebSocket handshake (docs/protocol.md, Subscribers): upgrade,
+        then close
         1008 with the status and explain as JSON - a browser's WebSocket cannot read the
         status of a refused handshake, but it can read a close reason."""
         self.server.cors_done(conn)
@@ -602,6 +681,9 @@ class SubscriberLocation(Location):
         origin = self.server.cors_done(conn)
         cors = self.server.cors_headers(origin)
         timeout = cfg.ttl or 30.0
+        state = conn.data
+        if isinstance(state, TokenState):       # a held request never outlives its token
+            timeout = max(0.001, min(timeout, self.server.tokens.remaining(state.grant)))
         callback = jsonp_callback(req)
         if callback is not None:
             head = self.server.head(200, [("Content-Type", "application/javascript; charset=utf-8"),
@@ -629,7 +711,8 @@ class SubscriberLocation(Location):
         return self._jsonp
 
     def _catch_up(self, conn, req, names, backtrack):
-        """Stored messages first, then live ones (PROTOCOL.md §4), one channel after the other:
+        """Stored messages first, then live ones (docs/protocol.md, Message storage), one channel
+        after the other:
         the replay happens in the same call as the subscription, so nothing published in
         between is missed or doubled."""
         pos = self.position(req, names)
@@ -639,10 +722,14 @@ class SubscriberLocation(Location):
             elif backtrack.get(name):
                 conn.replay(name, last=backtrack[name], gap_text=GAP_TEXT)
 
-    # -- client messages (PROTOCOL.md §3 websocket, §5 publish) ------------------------------
+    # -- client messages (docs/protocol.md: Subscribers, Main-server callbacks) -------------
 
     def on_message(self, conn, opcode, data):
         state = conn.data
+        if isinstance(state, TokenState) and opcode == Opcode.TEXT:
+            token = _refresh_message(data)
+            if token is not None:
+                return self._refresh_token(conn, state, token)
         policy = self.cfg.client_publish
         if policy == "off":
             conn.close(1008, "client messages are not accepted on this location")
@@ -746,10 +833,16 @@ class HealthLocation(Location):
 
 
 class MetricsLocation(Location):
+    """Prometheus text format (gogin/metrics.py): the core's counters read at scrape time."""
+
+    def __init__(self, server, cfg):
+        super().__init__(server, cfg)
+        self.registry = metrics.registry_for(server)
+
     def handle(self, conn, req):
         self.check_access(conn, req)
-        self.server.respond(conn, 200, [("Content-Type", "text/plain; version=0.0.4")] + NO_CACHE,
-                            stats.prometheus(self.server))
+        self.server.respond(conn, 200, [("Content-Type", metrics.CONTENT_TYPE)] + NO_CACHE,
+                            metrics.exposition(self.registry))
 
 
 class StaticLocation(Location):

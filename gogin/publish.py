@@ -1,4 +1,5 @@
-"""Channel ids and publishing: validation (PROTOCOL.md §1–2) and the push-stream info formats."""
+"""Channel ids and publishing: validation (docs/protocol.md, Channels and Publisher) and the
+push-stream info formats."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from gogin._core import Hub
 
 BACKTRACK = re.compile(r"^(.*)\.b(\d+)$")     # 'room.b5' -> ('room', 5); only a trailing .bN
 
-DELETED_ID = -2                  # PROTOCOL.md §3: id of the "channel deleted" message
+DELETED_ID = -2                  # id of the "channel deleted" message (docs/protocol.md)
 DELETED_TEXT = b"Channel deleted"
 GAP_ID = -4                      # gogin: messages after the client's position were lost
 GAP_TEXT = b"Messages were lost."
@@ -112,7 +113,7 @@ def parse_granted(ids, limits) -> list[ChannelRef]:
 
 
 def check_subscription(hub: Hub, names: list[str], limits) -> None:
-    """The per-request channel rules of PROTOCOL.md §1 for subscribers."""
+    """The per-request channel rules of docs/protocol.md, Channels for subscribers."""
     if len(names) > limits.max_number_of_channels:
         raise HttpError(403, "Number of channels were exceeded.")
     prefix = limits.wildcard_channel_prefix

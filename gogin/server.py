@@ -14,6 +14,7 @@ from gogin.auth import CallableAuth, MainServerAuth
 from gogin.config import Config, parse_listen
 from gogin.memory import Trimmer
 from gogin import locations as _locations
+from gogin.tokens import TokenVerifier
 from gogin.publish import DELETED_ID, HttpError, event_field_error, is_text, json_str
 
 log = logging.getLogger("gogin.server")
@@ -22,6 +23,20 @@ SWEEP_INTERVAL = 5.0        # seconds between sweeps of inactive channels
 CORS_REQUEST_HEADERS = ("If-Modified-Since, If-None-Match, Last-Event-ID, Event-Id, Event-Type, "
                         "Content-Type, X-Api-Key, Authorization")
 CORS_EXPOSE_HEADERS = "Last-Modified, Etag, X-Gogin-Explain"
+
+
+class ListenError(OSError):
+    """An address that cannot be listened on; says which, and why, in words a person reads:
+    ``cannot listen on 0.0.0.0:9080: address already in use``."""
+
+    def __init__(self, host: str, port: int, err: OSError):
+        why = (err.strerror or str(err)).lower()
+        super().__init__(err.errno, why)
+        shown = f"[{host}]" if ":" in host else host
+        self.message = f"cannot listen on {shown}:{port}: {why}"
+
+    def __str__(self):
+        return self.message
 
 
 class Server:
@@ -48,6 +63,8 @@ class Server:
         elif not hasattr(auth, "subscribe"):
             raise TypeError("auth must have subscribe()/publish() coroutines (CallableAuth)")
         self.auth = auth
+        token_cfg = self.config.auth.token
+        self.tokens = TokenVerifier(token_cfg, lim) if token_cfg is not None else None
         self.networks = [ipaddress.ip_network(n, strict=False) for n in s.allowed_networks]
         self.locations = _locations.build(self, self.config.locations)
         self.addresses: list[tuple[str, int]] = []
@@ -71,8 +88,12 @@ class Server:
         else:
             for addr in s.listen:
                 host, port = parse_listen(addr)
-                self.addresses.append(tuple(self.hub.listen(host, port, backlog=s.backlog,
-                                                            reuse_port=s.reuse_port)))
+                try:
+                    bound = self.hub.listen(host, port, backlog=s.backlog,
+                                            reuse_port=s.reuse_port)
+                except OSError as e:
+                    raise ListenError(host, port, e) from e
+                self.addresses.append(tuple(bound))
         self.hub.attach(asyncio.get_running_loop())
         await self.auth.start()
         self._sweeper = asyncio.ensure_future(self._sweep())
@@ -144,7 +165,7 @@ class Server:
         self.hub.drop_channel(name)
         self.emit("channel_destroyed", name)
 
-    # -- the events channel (PROTOCOL.md: channel_created, channel_destroyed,
+    # -- the events channel (docs/protocol.md, Events channel: channel_created, channel_destroyed,
     #    client_subscribed, client_unsubscribed as JSON on limits.events_channel_id) ---------
 
     def is_events_channel(self, names) -> bool:
@@ -295,6 +316,9 @@ class Server:
     def _on_close(self, conn, reason):
         self._cors.pop(conn.id, None)
         state = conn.data
+        timer = getattr(state, "expiry", None)     # a token connection's end (TokenState)
+        if timer is not None:
+            timer.cancel()
         if state is not None and getattr(state, "channels", None):
             self.note_unsubscribed(state.channels)
         conn.data = None

@@ -1,5 +1,5 @@
-"""Channel information and statistics in push-stream's formats (/pub answers, /channels-stats),
-and /metrics for Prometheus.
+"""Channel information and statistics in push-stream's formats (/pub answers, /channels-stats);
+/metrics is gogin/metrics.py.
 
 push-stream picks the format from the request's Accept header (plain, json, yaml, xml, x-json,
 x-yaml; JSON by default) and fills fixed patterns (include/ngx_http_push_stream_module_utils.h
@@ -216,53 +216,3 @@ def requested_ids(ids: str) -> list[str]:
         if name:
             out.append(name)
     return out
-
-
-def prometheus(server) -> bytes:
-    st = server.hub.stats()
-    lines = []
-
-    def metric(name, kind, help_, value):
-        lines.append(f"# HELP gogin_{name} {help_}")
-        lines.append(f"# TYPE gogin_{name} {kind}")
-        lines.append(f"gogin_{name} {value}")
-
-    metric("connections", "gauge", "Open client connections.", st["connections"])
-    metric("subscribers", "gauge", "Channel subscriptions.", st["subscribers"])
-    metric("channels", "gauge", "Channels known to this node.", st["channels"])
-    metric("accepted_total", "counter", "Connections accepted.", st["accepted"])
-    metric("rejected_total", "counter", "Connections refused past max_connections.",
-           st["rejected"])
-    metric("requests_total", "counter", "HTTP requests read.", st["requests"])
-    metric("published_total", "counter", "Messages published.", st["published"])
-    metric("delivered_frames_total", "counter", "Frames written to clients.",
-           st["delivered_frames"])
-    metric("delivered_bytes_total", "counter", "Bytes written to clients.",
-           st["delivered_bytes"])
-    metric("queued_bytes", "gauge", "Bytes queued for clients, not yet written.",
-           st["queued_bytes"])
-    metric("dropped_total", "counter", "Messages skipped for slow consumers (drop policy).",
-           st["dropped"])
-    metric("closed_slow_total", "counter", "Slow consumers closed (close policy).",
-           st["closed_slow"])
-    metric("writes_total", "counter", "sendmsg calls (one per connection per loop turn).",
-           st["writes"])
-    metric("stored_messages", "gauge", "Messages in storage, all channels.",
-           st["stored_messages"])
-    metric("deflate_compressed_total", "counter",
-           "Messages compressed (permessage-deflate): once per message per window size, "
-           "whatever the number of subscribers.", st["deflate_compressed"])
-    metric("deflate_bytes_in_total", "counter", "Bytes before compression.",
-           st["deflate_bytes_in"])
-    metric("deflate_bytes_out_total", "counter", "Bytes after compression.",
-           st["deflate_bytes_out"])
-    metric("deflate_inflated_total", "counter", "Compressed client messages inflated.",
-           st["deflate_inflated"])
-    metric("stored_bytes", "gauge", "Bytes charged to message storage.", st["stored_bytes"])
-    metric("evicted_messages_total", "counter",
-           "Stored messages dropped by a limit (count, TTL, byte cap).", st["evicted_messages"])
-    metric("client_messages_total", "counter", "WebSocket messages received from clients.",
-           st["messages_in"])
-    metric("auth_calls_total", "counter", "Callbacks made to the main server.",
-           server.auth_calls())
-    return ("\n".join(lines) + "\n").encode("utf-8")

@@ -2,7 +2,8 @@
 # The test command of the README: installs what the suite needs, builds the core, runs pytest.
 #   scripts/test.sh [pytest args...]
 # Needs: Python >= 3.10 with pip, a C compiler and zlib's headers (installed here if missing);
-# root (or sudo) for Debian's chromium, which the browser tests drive headless.  Redis and NATS are expected on 127.0.0.1:6379 / :4222.
+# root (or sudo) for Debian's chromium, which the browser tests drive headless.  pytest -q ends
+# with its summary line ("N passed in ...").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

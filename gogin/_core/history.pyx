@@ -3,7 +3,8 @@
 - per channel: at most `max_per_channel` messages (the oldest goes first);
 - in time: `ttl_ms` after it was stored;
 - in bytes, over all channels: `max_bytes` - evicting the oldest message anywhere, so a
-  publish is never refused for lack of room (PROTOCOL.md §4; what push-stream's users asked).
+  publish is never refused for lack of room (what push-stream's users asked;
+  docs/protocol.md, Message storage).
 
 Evictions remember the newest lost (id, time, tag) per channel: a client resuming from a
 position older than that knows messages were lost (the "gap" signal), instead of guessing.

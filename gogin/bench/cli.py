@@ -435,8 +435,21 @@ def plot(rows: list, path: str, title: str = "") -> None:
     plt.close(fig)
 
 
+EPILOG = """examples:
+  a small fanout against a gogin started here, one core each, 3 steps of 2 s:
+    gogin-bench --scenario fanout --subscribers 200 --sweep 100,500,1000 --duration 2 \\
+        --server-cpu 0 --client-cpu 1 --markdown
+
+  gogin side by side with a peer, one JSON line per step and a plot:
+    gogin-bench --target gogin,websockets --scenario fanout --json r.jsonl --plot r.png
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gogin-bench", description=__doc__.split("\n\n")[0])
+    # RawDescriptionHelpFormatter: the examples keep their lines
+    p = argparse.ArgumentParser(prog="gogin-bench", description=__doc__.split("\n\n")[0],
+                                epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", default="gogin",
                    help="gogin (started here), a peer name, or http://host:port of a running "
                         "server; comma-separated for several (one plot line each)")

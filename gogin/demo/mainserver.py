@@ -1,7 +1,8 @@
 """The demo main server: what an application (Django, Rails, ...) does next to gogin.
 
 It owns a few users, a signed cookie session (gogin/demo/sessions.py: it survives a restart)
-and per-user channel lists, and answers gogin's two callbacks (PROTOCOL.md §5):
+and per-user channel lists, and answers gogin's two callbacks (docs/protocol.md, Main-server
+callbacks):
 
 - ``POST /auth/subscribe`` (auth.url): gogin forwards the browser's Cookie; a logged-in user gets
   ``{"channels": [...], "user": "..."}``, anyone else a 401 with a JSON body (passed on to the
@@ -152,7 +153,7 @@ class DemoMainServer:
     async def index(self, request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther(self.page_url)
 
-    # -- gogin's callbacks (PROTOCOL.md §5) --------------------------------------------------
+    # -- gogin's callbacks (docs/protocol.md, Main-server callbacks) ------------------------
 
     async def auth_subscribe(self, request: web.Request) -> web.StreamResponse:
         origin = request.headers.get("Origin")

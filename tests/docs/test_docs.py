@@ -17,6 +17,7 @@ SECTIONS = {
     "`[server]`": config.Server,
     "`[limits]`": config.Limits,
     "`[auth]`": config.Auth,
+    "`[auth.token]`": config.TokenAuth,
     "`[[locations]]`": config.Location,
     "Top level": config.Config,
 }
@@ -81,6 +82,9 @@ def test_every_key_documented_with_its_default(heading):
     documented = key_table(section_text(read_doc(), heading))
     fields = [f for f in msgspec.structs.fields(struct)
               if not (struct is config.Config and f.name in NESTED)]
+    if struct is config.Auth:      # auth.token: a section of its own, a table row here
+        documented.pop("token", None)
+        fields = [f for f in fields if f.name != "token"]
     names = {f.name for f in fields}
     assert names - set(documented) == set(), f"{heading}: undocumented keys"
     assert set(documented) - names == set(), f"{heading}: documented keys that do not exist"

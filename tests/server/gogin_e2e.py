@@ -383,6 +383,14 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def metric_values(text: str) -> dict:
+    """/metrics text -> {sample name: value} (samples without labels), read by
+    prometheus_client's own parser: values are floats there, large ones in exponent form."""
+    from prometheus_client.parser import text_string_to_metric_families
+    return {s.name: s.value for f in text_string_to_metric_families(text)
+            for s in f.samples if not s.labels}
+
+
 def explain_of(headers) -> Optional[str]:
     """The X-Gogin-Explain header of an answer (any case-insensitive mapping)."""
     return headers.get("X-Gogin-Explain") or headers.get("x-gogin-explain")

@@ -1,4 +1,4 @@
-"""PROTOCOL.md §5: the main-server callbacks (subscribe and client publish), with a real
+"""docs/protocol.md, Main-server callbacks: subscribe and client publish, with a real
 aiohttp main server and a real gogin-server process."""
 
 from __future__ import annotations

@@ -15,11 +15,12 @@ import websockets
 from gogin_e2e import ROOT, recv, render_toml, ws_connect
 
 
-def run_cli(*args, timeout=20):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env = {k: v for k, v in env.items() if not k.startswith("GOGIN_")}
-    return subprocess.run([sys.executable, "-m", "gogin", *args], cwd=str(ROOT), env=env,
+def run_cli(*args, timeout=20, env=None, module="gogin"):
+    full = dict(os.environ)
+    full["PYTHONPATH"] = str(ROOT) + os.pathsep + full.get("PYTHONPATH", "")
+    full = {k: v for k, v in full.items() if not k.startswith("GOGIN_")}
+    full.update(env or {})
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=str(ROOT), env=full,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -103,8 +104,63 @@ async def test_healthz_and_metrics(shared_gogin, http):
         async with http.get(f"{g.base}/metrics") as r:
             assert r.status == 200
             text = (await r.read()).decode()
-    m = re.search(r"^gogin_connections (\d+)$", text, re.M)
+    m = re.search(r"^gogin_connections (\d+)\.0$", text, re.M)     # prometheus_client: floats
     assert m, text
     assert int(m.group(1)) >= 2          # the WebSocket client and this request
     assert "# TYPE gogin_connections gauge" in text
-    assert re.search(r"^gogin_published_total \d+$", text, re.M)
+    assert re.search(r"^gogin_published_total \d+\.0$", text, re.M)
+
+
+def test_taken_port_names_the_address(gogin):
+    """A second server on a port in use says which address and why, and exits 1."""
+    r = run_cli("--listen", f"127.0.0.1:{gogin.port}", timeout=30)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert f"cannot listen on 127.0.0.1:{gogin.port}: address already in use" in r.stderr, \
+        r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("var,value,key", [
+    ("GOGIN_LIMITS_MAX_HEAD_SIZE", "-1", "limits.max_head_size"),
+    ("GOGIN_LIMITS_MAX_HEAD_SIZE", "big", "limits.max_head_size"),
+    ("GOGIN_SERVER_LISTEN", "nowhere", "server.listen"),
+    ("GOGIN_SERVER_NO_SUCH_KEY", "1", "server.no_such_key"),
+])
+def test_bad_environment_value_names_the_variable(var, value, key):
+    r = run_cli("--check-config", env={var: value})
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert key in r.stderr and f"(from {var})" in r.stderr, r.stderr
+
+
+def test_file_value_names_no_variable(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[limits]\nmax_head_size = -1\n")
+    r = run_cli("--check-config", "--config", str(path))
+    assert r.returncode == 2 and "limits.max_head_size" in r.stderr
+    assert "(from GOGIN_" not in r.stderr
+
+
+def test_bench_help_shows_two_examples():
+    r = run_cli("--help", module="gogin.bench.cli")
+    assert r.returncode == 0, r.stderr
+    examples = r.stdout.split("examples:", 1)[1]
+    runs = [l for l in examples.splitlines() if l.strip().startswith("gogin-bench --")]
+    assert len(runs) == 2, examples
+    # each example is a command line the parser takes
+    from gogin.bench.cli import build_parser
+    for line in runs:
+        start = examples.index(line)
+        cmd = examples[start:].split("\n\n")[0].replace("\\\n", " ")
+        build_parser().parse_args(cmd.split()[1:])
+
+
+def test_pytest_prints_its_summary_line(tmp_path):
+    """The README's test command (scripts/test.sh: pytest -q with the project's addopts) ends
+    with pytest's "N passed" line, which is what tells a reader (and CI) the count."""
+    test = tmp_path / "test_one.py"
+    test.write_text("def test_ok():\n    assert True\n")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(tmp_path),
+                        str(test)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"^1 passed in [\d.]+s", r.stdout.strip().splitlines()[-1]), r.stdout

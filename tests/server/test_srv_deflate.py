@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 
 import pytest
 import websockets
 
-from gogin_e2e import GoginFactory, chromium_page, default_locations_plus, publish
+from gogin_e2e import (GoginFactory, chromium_page, default_locations_plus, metric_values,
+                       publish)
 
 SUBSCRIBERS = 20
 MESSAGES = 30
@@ -44,7 +44,7 @@ def g(tmp_path_factory):
 async def metric(http, g, name) -> int:
     async with http.get(f"{g.base}/metrics") as r:
         text = (await r.read()).decode()
-    return int(re.search(rf"^gogin_{name} (\d+)$", text, re.M).group(1))
+    return int(metric_values(text)[f"gogin_{name}"])
 
 
 def document(i: int) -> str:

@@ -90,7 +90,7 @@ async def test_events_channel_refuses_publish_and_delete(gogin_factory, http):
 
 async def ws_refused(url):
     """Channel errors on a valid handshake: upgraded, then closed with 1008 and a JSON reason
-    (PROTOCOL.md §3) - returned as (http_status, explain)."""
+    (docs/protocol.md, Subscribers) - returned as (http_status, explain)."""
     async with ws_connect(url) as ws:
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 5)

@@ -1,4 +1,5 @@
-"""History parity (PROTOCOL.md §4): a subscriber that was away while 50 messages were published
+"""History parity (docs/protocol.md, Message storage): a subscriber that was away while 50
+messages were published
 resumes with its last id/time/tag and gets exactly those 50, in order, in every mode; a gap
 larger than the storage is signalled by the id -4 message before the stored ones (and only
 then); catch-up then live with no duplicate and no gap while a publisher keeps publishing."""

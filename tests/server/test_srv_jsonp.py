@@ -1,4 +1,4 @@
-"""Long-polling extras of push-stream (PROTOCOL.md §3): JSONP `?callback=` and
+"""Long-polling extras of push-stream (docs/protocol.md, Subscribers): JSONP `?callback=` and
 `timeout_with_body` (the timeout message, id -3, instead of 304)."""
 
 from __future__ import annotations

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import threading
 import time
 
 import aiohttp
 
-from gogin_e2e import rss_bytes
+from gogin_e2e import metric_values, rss_bytes
 
 MiB = 1 << 20
 CAP = 32 * MiB
@@ -95,7 +94,7 @@ async def test_one_gib_through_storage_keeps_rss_bounded(gogin_factory):
     assert total_stored * per_msg <= CAP
     assert total_stored >= CAP // per_msg - CHANNELS - 1, "storage should be near its cap"
     assert int(summary["stored_messages"]) == total_stored
-    stored_bytes = int(re.search(r"^gogin_stored_bytes (\d+)$", metrics, re.M).group(1))
+    stored_bytes = int(metric_values(metrics)["gogin_stored_bytes"])
     assert 0 < stored_bytes <= CAP
     peak = max(sampler.peak, rss_bytes(pid))
     assert peak < baseline + CAP + OVERHEAD, (

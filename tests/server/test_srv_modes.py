@@ -1,4 +1,5 @@
-"""Push-stream parity, one real client per subscriber mode (PROTOCOL.md §3): httpx-sse and
+"""Push-stream parity, one real client per subscriber mode (docs/protocol.md, Subscribers):
+httpx-sse and
 headless Chromium's EventSource, aiohttp/httpx long-polling and polling, chunked streaming with
 header/footer templates; CORS with server.allowed_origins on every kind of answer."""
 

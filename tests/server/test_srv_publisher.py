@@ -1,4 +1,5 @@
-"""PROTOCOL.md §1–2: the publisher location's answers, byte-exact to push-stream's formats."""
+"""docs/protocol.md, Channels and Publisher: the publisher location's answers, byte-exact to
+push-stream's formats."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from gogin_e2e import NO_CACHE, parse_default, publish, recv, ws_connect
 
 
 def info(ch, published, subscribers, stored=None) -> bytes:
-    # message storage is on by default (PROTOCOL.md §4): every message is kept, up to 100
+    # message storage is on by default (docs/protocol.md, Message storage): every message is
+    # kept, up to 100
     stored = min(published, 100) if stored is None else stored
     return (f'{{"channel": "{ch}", "published_messages": {published}, '
             f'"stored_messages": {stored}, "subscribers": {subscribers}}}\r\n').encode()
@@ -159,7 +161,8 @@ async def test_message_too_large_is_413(gogin_factory, http, chan):
 
 
 async def test_multi_channel_json_publisher_websocket(shared_gogin, chan):
-    """PROTOCOL.md §2: a WebSocket on the publisher location without ?id= takes JSON items
+    """docs/protocol.md, Publisher: a WebSocket on the publisher location without ?id= takes
+    JSON items
     {"id", "text", "event_id", "event_type"} (one or an array), published in order; a bad
     item is answered {"error", "index"} and the stream stays open."""
     import json

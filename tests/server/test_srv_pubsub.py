@@ -1,4 +1,5 @@
-"""PROTOCOL.md §2–3 end to end: HTTP publishers (aiohttp, httpx) → WebSocket subscribers
+"""docs/protocol.md, Publisher and Subscribers end to end: HTTP publishers (aiohttp, httpx) →
+WebSocket subscribers
 (websockets, picows), the default and a custom template, binary messages, DELETE."""
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ GROUP = re.compile(
 
 
 def info(ch, published, subscribers, stored=None) -> bytes:
-    # message storage is on by default (PROTOCOL.md §4): every message is kept, up to 100
+    # message storage is on by default (docs/protocol.md, Message storage): every message is
+    # kept, up to 100
     stored = min(published, 100) if stored is None else stored
     return (f'{{"channel": "{ch}", "published_messages": {published}, '
             f'"stored_messages": {stored}, "subscribers": {subscribers}}}').encode()

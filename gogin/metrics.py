@@ -1,0 +1,85 @@
+"""/metrics for Prometheus, through prometheus_client.
+
+The core counts everything itself (Hub.stats(): C integers bumped on its hot paths); this
+module only reads them when Prometheus scrapes, so a published or delivered message costs no
+Python.  Each Server has a private CollectorRegistry (never the global one: an application
+embedding several servers, or using prometheus_client for itself, must not see metrics
+registered twice) with the standard process and platform collectors beside gogin's.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4     # the text format generate_latest writes
+
+# (metric name, kind, help, key of Hub.stats()).  The names are those /metrics has always
+# served: dashboards and alerts depend on them, so a name here never changes.
+HUB_METRICS = [
+    ("gogin_connections", "gauge", "Open client connections.", "connections"),
+    ("gogin_subscribers", "gauge", "Channel subscriptions.", "subscribers"),
+    ("gogin_channels", "gauge", "Channels known to this node.", "channels"),
+    ("gogin_accepted_total", "counter", "Connections accepted.", "accepted"),
+    ("gogin_rejected_total", "counter", "Connections refused past max_connections.",
+     "rejected"),
+    ("gogin_requests_total", "counter", "HTTP requests read.", "requests"),
+    ("gogin_published_total", "counter", "Messages published.", "published"),
+    ("gogin_delivered_frames_total", "counter", "Frames written to clients.",
+     "delivered_frames"),
+    ("gogin_delivered_bytes_total", "counter", "Bytes written to clients.", "delivered_bytes"),
+    ("gogin_queued_bytes", "gauge", "Bytes queued for clients, not yet written.",
+     "queued_bytes"),
+    ("gogin_dropped_total", "counter", "Messages skipped for slow consumers (drop policy).",
+     "dropped"),
+    ("gogin_closed_slow_total", "counter", "Slow consumers closed (close policy).",
+     "closed_slow"),
+    ("gogin_writes_total", "counter", "sendmsg calls (one per connection per loop turn).",
+     "writes"),
+    ("gogin_stored_messages", "gauge", "Messages in storage, all channels.",
+     "stored_messages"),
+    ("gogin_deflate_compressed_total", "counter",
+     "Messages compressed (permessage-deflate): once per message per window size, whatever "
+     "the number of subscribers.", "deflate_compressed"),
+    ("gogin_deflate_bytes_in_total", "counter", "Bytes before compression.",
+     "deflate_bytes_in"),
+    ("gogin_deflate_bytes_out_total", "counter", "Bytes after compression.",
+     "deflate_bytes_out"),
+    ("gogin_deflate_inflated_total", "counter", "Compressed client messages inflated.",
+     "deflate_inflated"),
+    ("gogin_stored_bytes", "gauge", "Bytes charged to message storage.", "stored_bytes"),
+    ("gogin_evicted_messages_total", "counter",
+     "Stored messages dropped by a limit (count, TTL, byte cap).", "evicted_messages"),
+    ("gogin_client_messages_total", "counter", "WebSocket messages received from clients.",
+     "messages_in"),
+]
+AUTH_CALLS = ("gogin_auth_calls_total", "Callbacks made to the main server.")
+
+
+class HubCollector:
+    """Reads the server's counters at scrape time; holds no state of its own."""
+
+    def __init__(self, server):
+        self.server = server
+
+    def collect(self):
+        st = self.server.hub.stats()
+        for name, kind, help_, key in HUB_METRICS:
+            family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            yield family(name, help_, value=st[key])
+        name, help_ = AUTH_CALLS
+        yield CounterMetricFamily(name, help_, value=self.server.auth_calls())
+
+
+def registry_for(server) -> CollectorRegistry:
+    """The private registry of one server: gogin's metrics, then process_* and python_info."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(HubCollector(server))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)
