@@ -23,6 +23,7 @@ import platform
 import resource
 import sys
 import threading
+from urllib.parse import urlsplit
 import time
 
 PRESETS = {
@@ -98,6 +99,11 @@ def make_target(spec: str, pub_mode: str):
     if spec == "gogin":
         return GoginTarget(pub_mode=pub_mode)
     if spec.startswith(("http://", "ws://")):
+        # a path in the URL is the subscribers' ('{channel}' replaced): /subscribe/{channel}
+        parts = urlsplit(spec)
+        if parts.path not in ("", "/"):
+            sub = parts.path + (f"?{parts.query}" if parts.query else "")
+            return UrlTarget(f"{parts.scheme}://{parts.netloc}", sub_path=sub)
         return UrlTarget(spec)
     try:
         from gogin.bench.peers import PEERS
@@ -452,7 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", default="gogin",
                    help="gogin (started here), a peer name, or http://host:port of a running "
-                        "server; comma-separated for several (one plot line each)")
+                        "server (with a path: the subscribers', e.g. "
+                        "http://127.0.0.1:9080/subscribe/{channel}); comma-separated for "
+                        "several (one plot line each)")
     p.add_argument("--scenario", choices=sorted(PRESETS), default="fanout")
     p.add_argument("--subscribers", type=int, help="subscriber connections (preset default)")
     p.add_argument("--channels", type=int, help="channels the subscribers spread over")

@@ -231,3 +231,18 @@ def test_report_ranks_best_passing_steps(tmp_path):
     assert cap["connected"] == 30 and cap["loss"] == 0
     assert f"| gogin | 30 | {cap['connects_per_s']:,.0f} |" in text
     assert "best peer" not in text
+
+
+def test_reconnect_storm_script_small():
+    """benchmarks/reconnect_storm.py end to end at a small size: the three ways connect every
+    client and deliver (the 10,000-client numbers are in benchmarks/RESULTS.md)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent.parent
+    run = subprocess.run([sys.executable, str(root / "benchmarks" / "reconnect_storm.py"),
+                          "--clients", "200", "--duration", "1"],
+                         cwd=root, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stdout + run.stderr
+    for name in ("direct", "callback", "token"):
+        assert f"{name}" in run.stdout and "200 connected" in run.stdout
