@@ -118,6 +118,7 @@ cdef class Format:
     cdef Frame *ping_frame(self)
     cdef _parse(self, bytes template)
     cdef Py_ssize_t _body(self, Message *m, unsigned char *dst) noexcept
+    cdef const unsigned char *_rendered(self, Message *m, Py_ssize_t size) except NULL
     cdef void _fill(self, Message *m, unsigned char *dst, Py_ssize_t size) noexcept
     cdef Frame *_longpoll(self, Message *m, const unsigned char *body, Py_ssize_t n) except NULL
 

@@ -272,14 +272,7 @@ cdef class Format:
         if self.kind == FK_WEBSOCKET and self.deflate and size >= self.deflate_min:
             # permessage-deflate: rendered, then compressed once for every subscriber of this
             # format (the window size is part of the format)
-            if self._raw:
-                body = m.data
-            else:
-                body = _scratch_reserve(size)
-                if body == NULL:
-                    raise MemoryError()
-                self._body(m, <unsigned char *>body)
-            f = pmd_frame(TEXT, body, size, self.deflate)
+            f = pmd_frame(TEXT, self._rendered(m, size), size, self.deflate)
             if f == NULL:
                 raise MemoryError()
             return f
@@ -308,21 +301,27 @@ cdef class Format:
                 f.len = hl + size + 2
             return f
 
-        # Long-poll and EventSource wrap the rendered body: render it into the scratch buffer
-        # (no allocation per publish once it has grown), then build the one shared frame.
-        if self._raw:
-            body = m.data
-        else:
-            body = _scratch_reserve(size)
-            if body == NULL:
-                raise MemoryError()
-            self._body(m, <unsigned char *>body)
+        # Long-poll and EventSource wrap the rendered body, then build the one shared frame.
+        body = self._rendered(m, size)
         if self.kind == FK_LONGPOLL:
             return self._longpoll(m, body, size)
         f = _eventsource(m, body, size)
         if f == NULL:
             raise MemoryError()
         return f
+
+    cdef const unsigned char *_rendered(self, Message *m, Py_ssize_t size) except NULL:
+        """The rendered body, for a frame that wraps or compresses it: the payload itself for
+        a raw template, else rendered into the scratch buffer (no allocation per publish once
+        it has grown)."""
+        cdef unsigned char *body
+        if self._raw:
+            return m.data if m.data != NULL else <const unsigned char *>b""
+        body = _scratch_reserve(size)
+        if body == NULL:
+            raise MemoryError()
+        self._body(m, body)
+        return body
 
     cdef void _fill(self, Message *m, unsigned char *dst, Py_ssize_t size) noexcept:
         if self._raw:
