@@ -29,8 +29,9 @@ FUZZ_SECONDS = int(os.environ.get("GOGIN_FUZZ_SECONDS", "20"))
 def inputs():
     for target in TARGETS:
         for kind in ("corpus", "crashes"):
-            for path in sorted((HERE / kind / target).iterdir()):
-                if path.is_file():
+            folder = HERE / kind / target      # crashes/<target>/ exists once one was found
+            for path in sorted(folder.iterdir()) if folder.is_dir() else ():
+                if path.is_file() and not path.name.startswith("."):
                     yield pytest.param(target, path, id=f"{kind}/{target}/{path.name}")
 
 
