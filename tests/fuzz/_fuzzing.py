@@ -25,6 +25,45 @@ def rng_for(data: bytes) -> random.Random:
     return random.Random(zlib.crc32(data))
 
 
+# -- outcome features ---------------------------------------------------------------------------
+# atheris sees the edges of Python code only, and the Cython core is compiled C: an input that
+# takes the parser down a new path looks like any other unless the harness branches on what
+# came out.  feature(name) does that: it walks a generated binary tree of ifs, FEATURE_BITS
+# deep, to a leaf picked by a CRC of the name - a code edge of its own for each outcome the
+# harness names ("400 Bare LF in request head.", "header:content-length", ...), so inputs
+# reaching new outcomes stay in the fuzzer's corpus.  (Two names may share a leaf; it only
+# costs a little guidance.)
+
+FEATURE_BITS = 10
+
+
+def _feature_tree(bits: int) -> str:
+    lines = ["def _leaf(n):"]
+
+    def node(lo, hi, depth):
+        pad = "    " * depth
+        if hi - lo == 1:
+            lines.append(f"{pad}return {lo}")
+            return
+        mid = (lo + hi) // 2
+        lines.append(f"{pad}if n < {mid}:")
+        node(lo, mid, depth + 1)
+        lines.append(f"{pad}else:")
+        node(mid, hi, depth + 1)
+
+    node(0, 1 << bits, 1)
+    return "\n".join(lines) + "\n"
+
+
+_tree_globals = {"__name__": __name__}
+exec(compile(_feature_tree(FEATURE_BITS), __file__ + ":feature-tree", "exec"), _tree_globals)
+_leaf = _tree_globals["_leaf"]
+
+
+def feature(name: str) -> None:
+    _leaf(zlib.crc32(name.encode("utf-8", "surrogateescape")) & ((1 << FEATURE_BITS) - 1))
+
+
 def main(one_input) -> None:
     """``python tests/fuzz/fuzz_X.py [corpus_dir...] [-libfuzzer_flag=...]``: fuzz one_input.
 

@@ -18,7 +18,7 @@ import tempfile
 
 import msgspec
 
-from _fuzzing import main
+from _fuzzing import feature, main
 from gogin import config
 
 _dir = tempfile.mkdtemp(prefix="gogin-fuzz-config-")
@@ -72,6 +72,7 @@ def one_input(data: bytes) -> None:
         cfg = load(data)
     except config.ConfigError as e:
         assert str(e), "a ConfigError names the key and the problem"
+        feature(str(e).partition(":")[0])      # the key refused: worth telling apart
         return
     check_config(cfg)
     # what was loaded, written back as TOML (which has no null: unset keys are left out),

@@ -15,7 +15,7 @@ The size limit and whether client frames must be masked come from the input's RN
 
 import codecs
 
-from _fuzzing import main, rng_for
+from _fuzzing import feature, main, rng_for
 from gogin._core.frames import FrameParser
 
 TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
@@ -145,7 +145,12 @@ def one_input(data: bytes) -> None:
     require_mask = rng.random() < 0.8
 
     whole, parser = feed_in_chunks(data, [], max_size, require_mask)
+    # what the C parser produced, as names atheris can tell apart (see _fuzzing.feature)
+    feature(" ".join(f"{e[0]}:{e[1]}" if e[0] in ("message", "close", "error") else e[0]
+                     for e in whole[:8]))
     for i, ev in enumerate(whole):
+        if ev[0] == "error":
+            feature(f"error {ev[2]}")
         assert ev[0] in ("message", "ping", "pong", "close", "error"), ev
         if ev[0] in ("close", "error"):
             assert i == len(whole) - 1, whole          # nothing after the end

@@ -16,7 +16,7 @@ import re
 import sys
 from urllib.parse import unquote_to_bytes
 
-from _fuzzing import main, rng_for
+from _fuzzing import feature, main, rng_for
 from gogin._core import http
 
 DEFAULT_HEAD, DEFAULT_HEADERS = 8192, 100
@@ -106,10 +106,27 @@ def check_request(data, max_head, max_headers, fields, consumed):
         assert keep_alive == ("keep-alive" in tokens and "close" not in tokens), tokens
 
 
+def outcome_features(result):
+    # what the C parser decided, as names atheris can tell apart (see _fuzzing.feature)
+    status, fields, consumed, explain = result
+    if status:
+        feature(f"{status} {explain}")
+    elif fields is None:
+        feature("incomplete")
+    else:
+        method, target, path, query, version, headers, keep_alive, content_length = fields
+        feature(f"ok {method} HTTP/{version} keep-alive={keep_alive} cl={content_length >= 0}")
+        feature(f"form {target[:1]} query={bool(query)} decoded={path != target.split('?')[0]}")
+        feature(f"{len(headers)} headers")
+        for name, _ in headers:
+            feature(f"header {name}")
+
+
 def one_input(data: bytes) -> None:
     rng = rng_for(data)
     whole = parse(data, DEFAULT_HEAD, DEFAULT_HEADERS)
     check_one(data, DEFAULT_HEAD, DEFAULT_HEADERS, whole)
+    outcome_features(whole)
 
     # The hub re-parses its growing buffer: every prefix is "incomplete" or the final answer.
     cuts = {rng.randint(0, len(data)), len(data) - 1}
@@ -126,6 +143,7 @@ def one_input(data: bytes) -> None:
     max_headers = rng.choice((0, 1, 2, 3, rng.randint(0, DEFAULT_HEADERS)))
     tight = parse(data, max_head, max_headers)
     check_one(data, max_head, max_headers, tight)
+    outcome_features(tight)
     if tight[1] is not None:
         assert tight == whole, (max_head, max_headers, tight, whole)
 

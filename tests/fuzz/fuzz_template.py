@@ -23,7 +23,7 @@ import email.utils
 import json
 import re
 
-from _fuzzing import main, rng_for
+from _fuzzing import feature, main, rng_for
 from gogin._core.frames import FrameParser, header_size
 from gogin._core.hub import Hub
 from gogin._core.registry import escape_json
@@ -131,6 +131,11 @@ def one_input(data: bytes) -> None:
     tag = rng.choice((0, 1, 2**31 - 1, -2**31, rng.randint(-2**31, 2**31 - 1)))
     time = rng.choice((0, 1764547200, rng.randint(0, 2**33)))
     fmt_kw = {"chunked": rng.random() < 0.7, "head": rng.choice((b"", b"HTTP/1.1 200 OK\r\n"))}
+
+    # what the template holds, as names atheris can tell apart (see _fuzzing.feature)
+    for token in TOKEN.findall(template):
+        feature(f"{kind} {token.decode()}")
+    feature(f"{kind} {len(template).bit_length()} {len(text).bit_length()}")
 
     fmt = new_format(kind, template, **fmt_kw)
     out = fmt.render_bytes(text, id=id, time=time, tag=tag, channel=channel,
