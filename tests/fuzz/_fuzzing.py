@@ -1,4 +1,5 @@
-"""What the four fuzz harnesses share: the atheris entry point and a reproducible RNG.
+"""What the four fuzz harnesses share: the atheris entry point, a reproducible RNG and
+outcome features (see ``feature``).
 
 Each harness (fuzz_http.py, fuzz_frames.py, fuzz_template.py, fuzz_config.py) has a
 ``one_input(data: bytes)`` that returns normally or raises AssertionError when an invariant
