@@ -40,6 +40,25 @@ def test_replay(target, path):
     importlib.import_module(f"fuzz_{target}").one_input(path.read_bytes())
 
 
+def crash_files():
+    for param in inputs():
+        if param.id.startswith("crashes/"):
+            yield param
+
+
+@pytest.mark.parametrize("target,path", list(crash_files()))
+def test_crash_in_a_fresh_process(target, path):
+    # Some failures need a fresh process: crashes/template/eventsource-empty-body-first-render
+    # (b"#": an EventSource format with an empty template) raised MemoryError only when it was
+    # the first wrapped body the process rendered - fanout.pyx's scratch buffer was still NULL.
+    # In this process earlier inputs have long allocated it.
+    code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import fuzz_{target}; "
+            f"fuzz_{target}.one_input(open({str(path)!r}, 'rb').read())")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 def test_every_target_has_a_seed_corpus():
     for target in TARGETS:
         files = list((HERE / "corpus" / target).iterdir())
