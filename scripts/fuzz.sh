@@ -65,6 +65,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$work/$t/new" "$work/$t/artifacts"
   echo "== $t: $seconds s (log: $work/$t/log)"
   status=0
+  shown=$work/$t/log             # the log whose end is printed if the target fails
   # libFuzzer writes new corpus entries to the first folder: the scratch one
   run "$t" "$work/$t/log" "$py" "$top/tests/fuzz/fuzz_$t.py" new "$top/tests/fuzz/corpus/$t" \
       -max_total_time="$seconds" || status=$?
@@ -74,12 +75,12 @@ for t in "${targets[@]}"; do
     dirs=(new "$top/tests/fuzz/corpus/$t")
     [ -d "$top/tests/fuzz/crashes/$t" ] && dirs+=("$top/tests/fuzz/crashes/$t")
     # -runs=0: execute every input of the folders once, mutate nothing
-    run "$t" "$work/$t/asan.log" env "${san_env[@]}" "$py" "$work/tree/tests/fuzz/fuzz_$t.py" \
+    shown=$work/$t/asan.log
+    run "$t" "$shown" env "${san_env[@]}" "$py" "$work/tree/tests/fuzz/fuzz_$t.py" \
         "${dirs[@]}" -runs=0 || status=$?
-    grep -E '^#[0-9]+[[:space:]]+INITED' "$work/$t/asan.log" || true
-    if grep -qE 'ERROR: AddressSanitizer|runtime error:' "$work/$t/asan.log"; then
+    grep -E '^#[0-9]+[[:space:]]+INITED' "$shown" || true
+    if grep -qE 'ERROR: AddressSanitizer|runtime error:' "$shown"; then
       [ "$status" != 0 ] || status=1
-      cp "$work/$t/asan.log" "$work/$t/log"        # what is printed below
     fi
   fi
   if [ "$status" != 0 ] || [ -n "$(ls -A "$work/$t/artifacts")" ]; then
@@ -91,7 +92,7 @@ for t in "${targets[@]}"; do
       echo "   kept tests/fuzz/crashes/$t/$(basename "$f")"
     done
     echo "   $t FAILED (exit $status); the end of its log:"
-    tail -40 "$work/$t/log" | sed 's/^/   | /'
+    grep -v 'Uses: [0-9]*$' "$shown" | tail -40 | sed 's/^/   | /'
   fi
   echo "   new corpus entries: $(ls "$work/$t/new" | wc -l) in $work/$t/new"
 done
