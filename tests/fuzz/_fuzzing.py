@@ -29,17 +29,18 @@ def rng_for(data: bytes) -> random.Random:
 # -- outcome features ---------------------------------------------------------------------------
 # atheris sees the edges of Python code only, and the Cython core is compiled C: an input that
 # takes the parser down a new path looks like any other unless the harness branches on what
-# came out.  feature(name) does that: it walks a generated binary tree of ifs, FEATURE_BITS
-# deep, to a leaf picked by a CRC of the name - a code edge of its own for each outcome the
-# harness names ("400 Bare LF in request head.", "header:content-length", ...), so inputs
-# reaching new outcomes stay in the fuzzer's corpus.  (Two names may share a leaf; it only
-# costs a little guidance.)
+# came out.  feature(name) does that: a CRC of the name picks one of TREES generated functions
+# and, in it, one leaf of a binary tree of ifs TREE_BITS deep - a code edge of its own for each
+# outcome the harness names ("400 Bare LF in request head.", "header content-length", ...), so
+# inputs reaching new outcomes stay in the fuzzer's corpus.  (Two names may share a leaf; it
+# only costs a little guidance.)  Many small trees, not one big one: atheris takes seconds to
+# instrument a single function with a thousand branches.
 
-FEATURE_BITS = 10
+TREES, TREE_BITS = 32, 5
 
 
-def _feature_tree(bits: int) -> str:
-    lines = ["def _leaf(n):"]
+def _tree_source(name: str, bits: int) -> str:
+    lines = [f"def {name}(n):"]
 
     def node(lo, hi, depth):
         pad = "    " * depth
@@ -56,13 +57,21 @@ def _feature_tree(bits: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-_tree_globals = {"__name__": __name__}
-exec(compile(_feature_tree(FEATURE_BITS), __file__ + ":feature-tree", "exec"), _tree_globals)
-_leaf = _tree_globals["_leaf"]
+def _make_trees():
+    trees = []
+    for i in range(TREES):
+        scope = {"__name__": __name__}
+        exec(compile(_tree_source(f"_tree{i}", TREE_BITS), f"{__file__}:tree{i}", "exec"), scope)
+        trees.append(scope[f"_tree{i}"])
+    return trees
+
+
+_TREES = _make_trees()
 
 
 def feature(name: str) -> None:
-    _leaf(zlib.crc32(name.encode("utf-8", "surrogateescape")) & ((1 << FEATURE_BITS) - 1))
+    n = zlib.crc32(name.encode("utf-8", "surrogateescape"))
+    _TREES[(n >> TREE_BITS) % TREES](n & ((1 << TREE_BITS) - 1))
 
 
 def main(one_input) -> None:
@@ -82,7 +91,7 @@ def main(one_input) -> None:
 def _instrument(atheris) -> None:
     # The harness, its helpers and gogin's Python modules, loaded by now.  Not
     # atheris.instrument_all(): it also instruments the standard library (3,000 functions,
-    # 20 s of start-up - as long as a whole CI fuzz run) for feedback we do not need.
+    # 20 s of start-up - longer than a CI fuzz run) for feedback we do not need.
     roots = (str(FUZZ_DIR), str(GOGIN_DIR))
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None) or ""
@@ -97,3 +106,5 @@ def _instrument(atheris) -> None:
                 for attr in vars(obj).values():
                     if inspect.isfunction(attr):
                         atheris.instrument_func(attr)
+    for tree in _TREES:                        # held in a list, not by a module name
+        atheris.instrument_func(tree)
