@@ -12,8 +12,10 @@ The input is the file's bytes.  Invariants:
 The environment is left out (env={}): the fuzz input is the file alone.
 """
 
+import atexit
 import math
 import os
+import shutil
 import tempfile
 
 import msgspec
@@ -21,8 +23,17 @@ import msgspec
 from _fuzzing import feature, main
 from gogin import config
 
-_dir = tempfile.mkdtemp(prefix="gogin-fuzz-config-")
-PATH = os.path.join(_dir, "gogin.toml")
+# load() reads a file: one per process, rewritten for each input.  On Linux an in-memory one
+# (libFuzzer ends the process without running atexit: a temporary folder would stay behind);
+# elsewhere (a replay without atheris) a temporary folder removed at exit.
+if hasattr(os, "memfd_create"):
+    _FD = os.memfd_create("gogin-fuzz-config")
+    PATH = f"/proc/self/fd/{_FD}"
+else:
+    _FD = None
+    _dir = tempfile.mkdtemp(prefix="gogin-fuzz-config-")
+    atexit.register(shutil.rmtree, _dir, True)
+    PATH = os.path.join(_dir, "gogin.toml")
 
 POSITIVE = {"server": ("backlog", "max_connections", "tick"),
             "limits": ("max_head_size", "max_headers", "max_body_size", "max_message_size",
@@ -35,8 +46,12 @@ NON_NEGATIVE = {"limits": ("max_subscribers_per_channel", "wildcard_channel_max_
 
 
 def load(data: bytes):
-    with open(PATH, "wb") as fh:
-        fh.write(data)
+    if _FD is not None:
+        os.ftruncate(_FD, 0)
+        os.pwrite(_FD, data, 0)
+    else:
+        with open(PATH, "wb") as fh:
+            fh.write(data)
     return config.load(PATH, env={})
 
 
