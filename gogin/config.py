@@ -14,6 +14,7 @@ Main-server callbacks).
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from typing import Literal, Optional
 
@@ -176,6 +177,14 @@ class Config(_Section):
 
     def validate(self) -> "Config":
         """Checks msgspec's types can't express; raises ConfigError naming the key."""
+        # TOML has nan, and nan passes every "<= 0" / "> 10" test below: refuse it first.
+        sections = [("server", self.server), ("limits", self.limits), ("auth", self.auth)]
+        sections += [(f"locations[{i}]", loc) for i, loc in enumerate(self.locations)]
+        for where, section in sections:
+            for name in section.__struct_fields__:
+                value = getattr(section, name)
+                if isinstance(value, float) and math.isnan(value):
+                    raise ConfigError(f"{where}.{name}: must be a number, not nan")
         for i, addr in enumerate(self.server.listen):
             parse_listen(addr, f"server.listen[{i}]")
         for i, net in enumerate(self.server.allowed_networks):
@@ -251,7 +260,10 @@ class Config(_Section):
 def parse_listen(addr: str, key: str = "server.listen") -> tuple[str, int]:
     """'127.0.0.1:9080', '[::1]:9080', ':9080' (all IPv4 addresses) -> (host, port)."""
     host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    # ASCII digits only (str.isdigit() takes "²", which int() refuses), and at most 5 of them
+    # (int() refuses more than 4300)
+    if not sep or not (port.isascii() and port.isdigit()) or len(port) > 5 \
+            or int(port) > 65535:
         raise ConfigError(f"{key}: {addr!r} is not host:port")
     host = host.strip("[]") or "0.0.0.0"
     try:

@@ -87,7 +87,10 @@ cdef Py_ssize_t _scratch_cap = 0
 cdef unsigned char *_scratch_reserve(Py_ssize_t n) noexcept nogil:
     global _scratch, _scratch_cap
     cdef unsigned char *p
-    if n > _scratch_cap:
+    # also when nothing was allocated yet: a first body of 0 bytes (an empty template, or
+    # "~event-id~" without an event id) must get a buffer, not NULL - render() reads NULL
+    # as out of memory
+    if n > _scratch_cap or _scratch == NULL:
         p = <unsigned char *>realloc(_scratch, n if n > 4096 else 4096)
         if p == NULL:
             return NULL
