@@ -177,14 +177,14 @@ class Config(_Section):
 
     def validate(self) -> "Config":
         """Checks msgspec's types can't express; raises ConfigError naming the key."""
-        # TOML has nan, and nan passes every "<= 0" / "> 10" test below: refuse it first.
+        # TOML has nan and inf; nan passes every "<= 0" / "> 10" test below: refuse it first.
         sections = [("server", self.server), ("limits", self.limits), ("auth", self.auth)]
         sections += [(f"locations[{i}]", loc) for i, loc in enumerate(self.locations)]
         for where, section in sections:
             for name in section.__struct_fields__:
                 value = getattr(section, name)
-                if isinstance(value, float) and math.isnan(value):
-                    raise ConfigError(f"{where}.{name}: must be a number, not nan")
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ConfigError(f"{where}.{name}: must be a finite number, not {value}")
         for i, addr in enumerate(self.server.listen):
             parse_listen(addr, f"server.listen[{i}]")
         for i, net in enumerate(self.server.allowed_networks):

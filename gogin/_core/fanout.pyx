@@ -66,9 +66,11 @@ cdef Py_ssize_t http_date(int64_t t, const char **out) noexcept nogil:
     cdef tm parts
     cdef time_t tt = <time_t>t
     if tt != _date_sec:
-        gmtime_r(&tt, &parts)
+        if gmtime_r(&tt, &parts) == NULL:
+            tt = 0                     # a time gmtime cannot express: the epoch, not garbage
+            gmtime_r(&tt, &parts)
         _date_len = strftime(_date_buf, sizeof(_date_buf), "%a, %d %b %Y %H:%M:%S GMT", &parts)
-        _date_sec = tt
+        _date_sec = <time_t>t
     out[0] = _date_buf
     return _date_len
 
@@ -406,6 +408,19 @@ cdef void message_release(Message *m) noexcept nogil:
     m.event_type_json = NULL
 
 
+cdef inline Py_ssize_t _field_copy(unsigned char *d, const unsigned char *src,
+                                   Py_ssize_t n) noexcept nogil:
+    # An EventSource field is one line: a CR or LF would end it and forge the lines after it.
+    # Publishing refuses such ids and types (event_field_error); the core drops the bytes too,
+    # for whatever else calls Hub.publish.
+    cdef Py_ssize_t i, o = 0
+    for i in range(n):
+        if src[i] != 10 and src[i] != 13:
+            d[o] = src[i]
+            o += 1
+    return o
+
+
 cdef Frame *_eventsource(Message *m, const unsigned char *body, Py_ssize_t n) noexcept:
     """text/event-stream event (HTML Living Standard §9.2.6): one data: line per body line."""
     cdef Py_ssize_t i, lines = 1, size, o = 0
@@ -424,11 +439,11 @@ cdef Frame *_eventsource(Message *m, const unsigned char *body, Py_ssize_t n) no
     cdef unsigned char *d = f.data
     if m.event_id_len:
         memcpy(d + o, b"id: ", 4); o += 4
-        memcpy(d + o, m.event_id, m.event_id_len); o += m.event_id_len
+        o += _field_copy(d + o, m.event_id, m.event_id_len)
         d[o] = 10; o += 1
     if m.event_type_len:
         memcpy(d + o, b"event: ", 7); o += 7
-        memcpy(d + o, m.event_type, m.event_type_len); o += m.event_type_len
+        o += _field_copy(d + o, m.event_type, m.event_type_len)
         d[o] = 10; o += 1
     memcpy(d + o, b"data: ", 6); o += 6
     i = 0

@@ -13,7 +13,6 @@ The input is the bytes a client sent.  Invariants (http.pxd's contract, RFC 9112
 """
 
 import re
-import sys
 from urllib.parse import unquote_to_bytes
 
 from _fuzzing import feature, main, rng_for

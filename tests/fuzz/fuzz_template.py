@@ -30,7 +30,7 @@ from gogin._core.registry import escape_json
 
 KINDS = ("websocket", "eventsource", "stream", "longpoll")
 TOKEN = re.compile(rb"~(id|text|text-json|channel|channel-json|time|tag|event-id|event-type|"
-                   rb"size)~")
+                   rb"event-id-json|event-type-json|size)~")
 JSON_TEMPLATE = ('{"text":"~text-json~","channel":"~channel-json~","id":~id~,"tag":~tag~,'
                  '"size":~size~,"both":"~channel-json~/~text-json~"}')
 
@@ -55,7 +55,8 @@ def expected_body(template, text, channel, event_id, event_type, id, tag, time):
     values = {b"id": b"%d" % id, b"text": text, b"text-json": escape_json(text),
               b"channel": channel, b"channel-json": escape_json(channel),
               b"time": http_date(time), b"tag": b"%d" % tag, b"event-id": event_id,
-              b"event-type": event_type, b"size": b"%d" % len(text)}
+              b"event-type": event_type, b"event-id-json": escape_json(event_id),
+              b"event-type-json": escape_json(event_type), b"size": b"%d" % len(text)}
     return TOKEN.sub(lambda m: values[m.group(1)], template)
 
 

@@ -94,24 +94,20 @@ def test_fuzz_run(target, tmp_path):
     assert runs > 1000, f"fuzz_{target} ran only {runs} inputs in {FUZZ_SECONDS} s"
 
 
-# -- invariant violations found while writing the harnesses, not fixed yet ---------------------
-# Each is strict: when the behaviour is fixed the test passes, fails as XPASS, and the marker
-# goes (the case then stays as an ordinary regression test).
+# -- invariant violations found while writing the harnesses (fixed since), as regression tests --
 
-@pytest.mark.xfail(strict=True, reason="open: an event id or type with a line break (the "
-                   "JSON WebSocket publisher passes any JSON string) breaks the EventSource "
-                   "event apart - fanout.pyx _eventsource writes it as it is")
-def test_open_eventsource_event_id_with_newline():
+def test_eventsource_event_id_with_newline_stays_one_field():
+    """An event id or type with a line break cannot split the event: publishing refuses it
+    (400 / an error item / ValueError), and the renderer drops CR and LF from the field too."""
     event_id = b"1\ndata: injected"
     out = fuzz_template.new_format("eventsource", "~text~").render_bytes(b"hi",
                                                                       event_id=event_id)
-    fuzz_template.check_kind("eventsource", out, b"hi", {}, event_id, b"", 0, 0)
+    assert out == b"id: 1data: injected\ndata: hi\n\n"
+    fuzz_template.check_kind("eventsource", out, b"hi", {}, b"1data: injected", b"", 0, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="open: DEFAULT_TEMPLATE puts ~event-id~ unescaped "
-                   "inside a JSON string, so an Event-Id header with a quote or a backslash "
-                   "makes every default-template subscriber receive invalid JSON")
-def test_open_default_template_event_id_with_quote():
+def test_default_template_event_id_with_quote():
+    """DEFAULT_TEMPLATE writes ~event-id-json~: an Event-Id with a quote stays valid JSON."""
     out = fuzz_template.new_format("websocket", DEFAULT_TEMPLATE).render_bytes(
         b"hi", event_id=b'say "hi"')
     body = out[2:]                      # a 2-byte WebSocket header: the body is < 126 bytes
