@@ -54,3 +54,5 @@ cdef void history_evict(History *h, Stored *s) noexcept nogil
 cdef Py_ssize_t history_expire(History *h, int64_t now_ms) noexcept nogil
 cdef void history_clear_channel(History *h, ChannelHistory *ch) noexcept nogil
 cdef void history_clear(History *h) noexcept nogil
+# Free every record, leaving the channels' lists alone (the hub's dealloc: channels may be gone)
+cdef void history_free(History *h) noexcept nogil

@@ -141,3 +141,19 @@ cdef void history_clear(History *h) noexcept nogil:
         s = h.head
         _unlink(h, s)
         free(s)
+
+
+cdef void history_free(History *h) noexcept nogil:
+    # The hub is going away: free every record without touching the channels' lists.  At
+    # interpreter exit the garbage collector may have freed the Channel objects (their
+    # ChannelHistory is embedded in them) before the hub's own dealloc runs.
+    cdef Stored *s = h.head
+    cdef Stored *nxt
+    while s != NULL:
+        nxt = s.gnext
+        free(s)
+        s = nxt
+    h.head = NULL
+    h.tail = NULL
+    h.count = 0
+    h.bytes = 0

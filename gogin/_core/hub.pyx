@@ -35,7 +35,7 @@ from gogin._core.frames cimport (
 )
 from gogin._core.deflate cimport pmd_inflate, pmd_counters
 from gogin._core.history cimport (
-    History, Stored, history_init, history_append, history_expire, history_clear,
+    History, Stored, history_init, history_append, history_expire, history_clear, history_free,
     history_clear_channel,
 )
 from gogin._core.http cimport Request, HeadResult, parse_head
@@ -644,7 +644,7 @@ cdef class Hub:
     def __dealloc__(self):
         cdef int fd
         cdef Connection conn
-        history_clear(&self._hist)
+        history_free(&self._hist)
         if self._pending:
             for ch in self._pending:
                 fanout_discard(<Channel>ch)
