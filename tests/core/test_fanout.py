@@ -1,4 +1,4 @@
-"""Fanout on socketpairs: zero-copy sharing, corking, backpressure (ARCHITECTURE.md §3)."""
+"""Fanout on socketpairs: zero-copy sharing, corking, backpressure (the policy of Hub.publish)."""
 
 import json
 import socket
