@@ -94,9 +94,11 @@ def check_request(data, max_head, max_headers, fields, consumed):
     names = [n for n, _ in headers]
     assert names.count("host") <= 1 and (version == 10 or names.count("host") == 1), names
     assert "transfer-encoding" not in names, names       # chunked bodies are refused (411)
-    lengths = {v for n, v in headers if n == "content-length"}
+    # RFC 9110 §8.6: repeated Content-Length fields are accepted when they hold the same
+    # value - compared as numbers ("2" and "02" are the same length)
+    lengths = {int(v) for n, v in headers if n == "content-length"}
     assert len(lengths) <= 1, lengths
-    assert content_length == (int(lengths.pop()) if lengths else -1), (headers, content_length)
+    assert content_length == (lengths.pop() if lengths else -1), (headers, content_length)
     tokens = {t.strip(" \t").lower() for n, v in headers if n == "connection"
               for t in v.split(",")}
     if version == 11:
