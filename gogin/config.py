@@ -4,7 +4,7 @@ Every key has a default, so an empty file (or none) gives the defaults of
 docs/configuration.md.
 A bad value stops startup with a ConfigError that names the key (``limits.max_head_size``).
 
-Environment: ``GOGIN_<SECTION>_<KEY>`` for the scalar keys of server, limits and auth
+Environment: ``GOGIN_<SECTION>_<KEY>`` for the scalar keys of server, limits, auth and broker
 (``GOGIN_SERVER_LISTEN=127.0.0.1:9000,[::1]:9000``, ``GOGIN_LIMITS_MAX_BACKPRESSURE=65536``),
 ``GOGIN_AUTH_TOKEN_<KEY>`` for auth.token (``GOGIN_AUTH_TOKEN_KEY``: a secret kept out of files),
 plus the short forms ``GOGIN_AUTH_URL`` and ``GOGIN_AUTH_PUBLISH_URL`` (docs/protocol.md,
@@ -115,6 +115,21 @@ class Auth(_Section):
     token: Optional[TokenAuth] = None            # signed-token auth, off without the section
 
 
+class Broker(_Section):
+    """[broker]: how nodes share channels.  "memory": this process only (the default, nothing
+    to run); "redis": every node with the same url and key_prefix shares channels, history
+    and resume (docs/deployment.md)."""
+    type: Literal["memory", "redis", "nats"] = "memory"
+    url: str = "redis://127.0.0.1:6379/0"        # redis:// or rediss:// (TLS), password, db
+    key_prefix: str = "gogin"                    # every key and PUB/SUB channel starts so
+    pubsub_connections: int = 4                  # SUBSCRIBE connections, channels by hash
+    publish_connections: int = 2                 # connections publishes are pipelined over
+    connect_timeout: float = 5.0                 # seconds to connect (and to wait at start)
+    reconnect_max_delay: float = 10.0            # backoff cap between reconnect attempts
+    ping_interval: float = 10.0                  # idle probe of each connection
+    node_ttl: float = 15.0                       # a node's subscriber counts outlive it so long
+
+
 Role = Literal["publisher", "subscriber", "stats", "health", "metrics", "static"]
 Mode = Literal["websocket", "eventsource", "longpoll", "polling", "stream"]
 
@@ -172,13 +187,15 @@ class Config(_Section):
     server: Server = msgspec.field(default_factory=Server)
     limits: Limits = msgspec.field(default_factory=Limits)
     auth: Auth = msgspec.field(default_factory=Auth)
+    broker: Broker = msgspec.field(default_factory=Broker)
     locations: list[Location] = msgspec.field(default_factory=default_locations)
     demo: bool = False
 
     def validate(self) -> "Config":
         """Checks msgspec's types can't express; raises ConfigError naming the key."""
         # TOML has nan and inf; nan passes every "<= 0" / "> 10" test below: refuse it first.
-        sections = [("server", self.server), ("limits", self.limits), ("auth", self.auth)]
+        sections = [("server", self.server), ("limits", self.limits), ("auth", self.auth),
+                    ("broker", self.broker)]
         sections += [(f"locations[{i}]", loc) for i, loc in enumerate(self.locations)]
         for where, section in sections:
             for name in section.__struct_fields__:
@@ -220,6 +237,17 @@ class Config(_Section):
             url = getattr(self.auth, key)
             if url is not None and not url.startswith(("http://", "https://")):
                 raise ConfigError(f"auth.{key}: must be an http:// or https:// URL, not {url!r}")
+        b = self.broker
+        if b.type == "redis" and not b.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"broker.url: must be a redis://, rediss:// or unix:// URL, "
+                              f"not {_shown_url(b.url)!r}")
+        for key in ("pubsub_connections", "publish_connections", "connect_timeout",
+                    "reconnect_max_delay", "ping_interval", "node_ttl"):
+            if getattr(b, key) <= 0:
+                raise ConfigError(f"broker.{key}: must be positive, not {getattr(b, key)!r}")
+        if not b.key_prefix or any(c in b.key_prefix for c in "{}* \r\n"):
+            raise ConfigError(f"broker.key_prefix: must be a non-empty word, not "
+                              f"{b.key_prefix!r}")
         if self.auth.token is not None:
             from gogin.tokens import TokenVerifier     # loads the keys: a bad one stops here
             TokenVerifier(self.auth.token, self.limits)
@@ -255,6 +283,12 @@ class Config(_Section):
             if loc.max_message_size is not None and loc.max_message_size <= 0:
                 raise ConfigError(f"{where}.max_message_size: must be positive")
         return self
+
+
+def _shown_url(url: str) -> str:
+    """A URL as it may appear in an error or a log: without its password."""
+    from gogin.auth import safe_url
+    return safe_url(url)
 
 
 def parse_listen(addr: str, key: str = "server.listen") -> tuple[str, int]:
@@ -305,7 +339,7 @@ def load(path: Optional[str] = None, *, env: Optional[dict] = None,
                "GOGIN_AUTH_PUBLISH_URL": "auth.publish_url"}.get(name)
         if key is None:
             section, _, field = name[6:].lower().partition("_")
-            if section not in ("server", "limits", "auth") or not field:
+            if section not in ("server", "limits", "auth", "broker") or not field:
                 continue
             key = f"{section}.{field}"
             if key.startswith("auth.token_"):    # GOGIN_AUTH_TOKEN_KEY: auth.token.key
@@ -339,7 +373,8 @@ def _name_variable(err: ConfigError, from_env: dict) -> ConfigError:
     return ConfigError(f"{text} (from {name})") if name else err
 
 
-ENV_STRUCTS = {"server": Server, "limits": Limits, "auth": Auth, "auth.token": TokenAuth}
+ENV_STRUCTS = {"server": Server, "limits": Limits, "auth": Auth, "auth.token": TokenAuth,
+               "broker": Broker}
 
 
 def _set(raw: dict, key: str, value, from_env: bool = False) -> None:

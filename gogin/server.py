@@ -10,6 +10,7 @@ import time
 from typing import Optional
 
 from gogin._core import Hub
+from gogin import brokers as _brokers
 from gogin.auth import CallableAuth, MainServerAuth
 from gogin.config import Config, parse_listen
 from gogin.memory import Trimmer
@@ -67,6 +68,7 @@ class Server:
         self.tokens = TokenVerifier(token_cfg, lim) if token_cfg is not None else None
         self.networks = [ipaddress.ip_network(n, strict=False) for n in s.allowed_networks]
         self.locations = _locations.build(self, self.config.locations)
+        self.broker = _brokers.create(self)
         self.addresses: list[tuple[str, int]] = []
         self.started = time.monotonic()
         self._tasks: set = set()
@@ -95,6 +97,7 @@ class Server:
                     raise ListenError(host, port, e) from e
                 self.addresses.append(tuple(bound))
         self.hub.attach(asyncio.get_running_loop())
+        await self.broker.start()
         await self.auth.start()
         self._sweeper = asyncio.ensure_future(self._sweep())
         self.started = time.monotonic()
@@ -108,6 +111,7 @@ class Server:
         for t in list(self._tasks):
             t.cancel()
         await self.hub.shutdown(self.config.server.shutdown_timeout if timeout is None else timeout)
+        await self.broker.close()
         await self.auth.close()
 
     async def __aenter__(self):
@@ -137,6 +141,11 @@ class Server:
         if binary is None:
             binary = not is_text(payload, None)
         self.ensure_channels((channel,))
+        return self._publish(channel, payload, event_id, event_type, binary)
+
+    def publish_local(self, channel, payload, event_id, event_type, binary) -> int:
+        """Into this node's hub only (the memory broker; a shared broker's received messages
+        take Hub.deliver instead)."""
         return self._publish(channel, payload, event_id, event_type, binary)
 
     def _publish(self, channel, payload, event_id, event_type, binary) -> int:

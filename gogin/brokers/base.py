@@ -1,0 +1,61 @@
+"""The broker interface: what the server asks of whatever shares its channels.
+
+A node's core (the Hub) always holds the channels that have local subscribers, their local
+history and the fanout.  A broker decides where a publish goes and where a node's messages come
+from:
+- ``memory``: the publish goes straight into this node's hub (no other node exists);
+- ``redis``: the publish goes to Redis, which numbers and stores it; every node subscribed to
+  the channel receives it back and hands it to its hub with the id Redis gave it.
+
+The publish of a shared broker completes later (an awaitable) and may fail with
+BrokerUnavailable: the publisher then answers 503, never 200 for a message nobody stored.
+"""
+
+from __future__ import annotations
+
+from typing import Awaitable, Optional, Protocol, Sequence, Union
+
+import msgspec
+
+
+class BrokerUnavailable(Exception):
+    """The shared broker cannot take a publish now (unreachable, or it answered an error)."""
+
+
+class PublishResult(msgspec.Struct, frozen=True):
+    """Per channel, what a publisher answer needs: the channel's published count (its last
+    message id) and its stored count, after this publish."""
+    channel: str
+    published: int
+    stored: int
+
+
+class Broker(Protocol):
+    name: str                # "memory", "redis"
+    shared: bool             # False: this node alone (several workers need a shared broker)
+
+    async def start(self) -> None:
+        """Connect (a shared broker); raises with a clear message if it cannot."""
+
+    async def close(self) -> None:
+        ...
+
+    def publish(self, channels: Sequence[str], payload: bytes, event_id: Optional[str],
+                event_type: Optional[str], binary: bool
+                ) -> Union[list[PublishResult], Awaitable[list[PublishResult]]]:
+        """Publish one message to several channels.  The memory broker answers at once; a
+        shared broker returns an awaitable that raises BrokerUnavailable on failure."""
+
+    def ready(self, channels: Sequence[str]) -> Optional[Awaitable[None]]:
+        """None when every channel's messages already reach this node with its local history
+        in step; else an awaitable that subscribes them (and loads their history) first.  A
+        subscriber is started only after it, so a resume reads a complete history."""
+
+    def forget(self, channel: str) -> None:
+        """The node reclaimed the channel (no local subscriber, idle): stop receiving it."""
+
+    def delete(self, channel: str) -> Optional[Awaitable[None]]:
+        """Delete the channel's shared state (history, counters), if any."""
+
+    def state(self) -> dict:
+        """For /healthz and stats: {"broker": name, "state": "ok" | "degraded", ...}."""
