@@ -121,8 +121,9 @@ class _Link:
             else:
                 await asyncio.wait_for(proto.call("PING"), interval)
         except (asyncio.TimeoutError, RespError):
-            log.warning("Redis connection %d did not answer a PING in %.0f s: reconnecting",
-                        self.index, interval)
+            log.warning("broker: Redis %s connection %d did not answer a PING in %.0f s: "
+                        "reconnecting", "PUB/SUB" if self.pubsub else "command", self.index,
+                        interval)
             proto.close()
 
     # -- PUB/SUB -------------------------------------------------------------------------------
@@ -139,7 +140,7 @@ class _Link:
             elif kind == b"subscribe":
                 self.confirmed += 1
                 self._wake()
-            elif kind == b"pong":
+            elif kind == b"pong" or r == b"PONG":     # subscribed, or not yet
                 self.pong.set()
             elif isinstance(r, RespError):
                 self.broker.note_failure("pubsub", r)
@@ -312,6 +313,13 @@ class RedisBroker:
         raise BrokerUnavailable("Redis is unreachable")
 
     async def _script_call(self, name: str, keys: list, args: list):
+        if name == "read" and not any(lk.up.is_set() for lk in self.cmd):
+            # a PUB/SUB connection came back before the command ones: wait for them a little
+            waits = [asyncio.ensure_future(lk.up.wait()) for lk in self.cmd]
+            await asyncio.wait(waits, timeout=self.cfg.connect_timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
         proto = self._command_link(name != "read")
         try:
             return await proto.call("EVALSHA", self._sha[name], str(len(keys)), *keys, *args)
