@@ -208,7 +208,8 @@ class RedisBroker:
         self._pending: dict = {}                     # id -> future of its subscription
         self._held: dict = {}                        # id -> live envelopes held during a fill
         self._filling: set = set()
-        self._failures: dict = {}                    # kind -> count (logged once per kind)
+        self._failures: dict = {}                    # kind -> count since it was last logged
+        self.errors: dict = {}                       # kind -> count, for ever (/metrics)
         self.counters = {"published": 0, "publish_errors": 0, "fills": 0, "reconnects": 0,
                          "resubscribed": 0}
         self._tasks: list = []
@@ -252,6 +253,7 @@ class RedisBroker:
         """Logged once per kind (and again after the broker was up meanwhile), counted always."""
         n = self._failures.get(kind, 0)
         self._failures[kind] = n + 1
+        self.errors[kind] = self.errors.get(kind, 0) + 1
         if n == 0:
             log.error("broker: Redis %s failed: %s", kind, e)
 
@@ -295,7 +297,7 @@ class RedisBroker:
         total = len(self.cmd) + len(self.subs)
         return {"broker": "redis", "state": "ok" if up == total else "degraded",
                 "connections_up": up, "connections": total,
-                "channels": len(self._ready), **self.counters,
+                "channels": len(self._ready), **self.counters, "errors": dict(self.errors),
                 **{f"received_{k}": v for k, v in self.hub.broker_counters().items()}}
 
     # -- publishing ----------------------------------------------------------------------------
