@@ -255,9 +255,8 @@ class PublisherLocation(Location):
         if err:
             raise HttpError(400, err)
         if self.server.broker.shared:
-            task = asyncio.ensure_future(self._publish_shared(conn, req, names, body, event_id,
-                                                              event_type, binary))
-            self.server.track(task)
+            fut = self.server.broker.publish(names, body, event_id, event_type, binary)
+            fut.add_done_callback(lambda f: self._published(conn, req, f))
             return
         for n in names:
             self.server.publish(n, body, event_id=event_id, event_type=event_type,
@@ -266,15 +265,15 @@ class PublisherLocation(Location):
             return self.server.respond(conn, 200, NO_CACHE)
         self._info(conn, req, names)
 
-    async def _publish_shared(self, conn, req, names, body, event_id, event_type, binary):
-        """A shared broker numbers and stores the message first; 200 only once it did."""
+    def _published(self, conn, req, fut):
+        """A shared broker numbered and stored the message (or did not: 503); only now 200."""
         server = self.server
-        try:
-            results = await server.broker.publish(names, body, event_id, event_type, binary)
-        except BrokerUnavailable:
+        exc = fut.exception()
+        if exc is not None:
             if not conn.closed:
                 server.error(conn, HttpError(503, "Broker unavailable."))
             return
+        results = fut.result()
         if conn.closed:
             return
         if not self.cfg.channel_info_on_publish:
@@ -410,9 +409,8 @@ class PublisherLocation(Location):
         except UnicodeEncodeError:               # a lone surrogate escape ("\ud800")
             return "text is not valid Unicode"
         if self.server.broker.shared:
-            result = self.server.broker.publish(names, payload, event_id, event_type, False)
-            self.server.track(asyncio.ensure_future(self.server._await_publish(
-                result, lambda e: _send_error(conn, e, index))))
+            self.server.broker.publish_nowait(names, payload, event_id, event_type, False,
+                                              lambda e: _send_error(conn, e, index))
             return None
         for n in names:
             self.server.publish(n, payload, event_id=event_id, event_type=event_type,

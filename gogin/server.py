@@ -154,16 +154,15 @@ class Server:
     def publish_nowait(self, channels, payload, *, binary=None, on_error=None) -> None:
         """Publish without waiting for a shared broker's answer (client messages, the
         publisher WebSocket): a failure is counted by the broker and given to on_error(text)."""
-        result = self.publish(channels, payload, binary=binary)
-        if not isinstance(result, int):
-            self.track(asyncio.ensure_future(self._await_publish(result, on_error)))
-
-    async def _await_publish(self, result, on_error):
-        try:
-            await result
-        except _brokers.BrokerUnavailable as e:
-            if on_error is not None:
-                on_error(str(e))
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8")
+        if binary is None:
+            binary = not is_text(payload, None)
+        names = [channels] if isinstance(channels, str) else list(channels)
+        if not self.broker.shared:
+            self.publish(names, payload, binary=binary)
+            return
+        self.broker.publish_nowait(names, payload, None, None, binary, on_error)
 
     def publish_local(self, channel, payload, event_id, event_type, binary) -> int:
         """Into this node's hub only (the memory broker; a shared broker's received messages

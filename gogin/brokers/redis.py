@@ -30,7 +30,7 @@ from typing import Optional
 from redis.connection import parse_url
 
 from gogin.auth import safe_url
-from gogin.brokers.base import BrokerUnavailable, PublishResult
+from gogin.brokers.base import BrokerUnavailable, PublishResult, report_failure
 from gogin.brokers.resp import RespError, RespProtocol, open_connection
 
 log = logging.getLogger("gogin.broker")
@@ -214,6 +214,8 @@ class RedisBroker:
                          "resubscribed": 0}
         self._tasks: list = []
         self._was_down = False
+        self._keys: dict = {}                        # channel id -> (meta key, history key)
+        self._publish_args = (str(self.max_stored), str(self.ttl_ms), str(META_TTL))
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -332,27 +334,99 @@ class RedisBroker:
                                         *args)
             raise
 
-    def publish(self, channels, payload, event_id, event_type, binary):
-        return self._publish(list(channels), payload, event_id, event_type, binary)
-
-    async def _publish(self, channels, payload, event_id, event_type, binary):
-        p = self.cfg.key_prefix
-        keys = [self.clock_key]
-        for n in channels:
-            keys += [f"{p}:m:{n}", f"{p}:h:{n}"]
+    def publish(self, channels, payload, event_id, event_type, binary) -> asyncio.Future:
+        """A future of the per-channel PublishResult list (BrokerUnavailable when Redis did
+        not take it).  Callbacks, not coroutines: a publish costs one pipelined command and
+        one future, so a node publishes near the rate Redis runs the script at."""
+        loop = asyncio.get_running_loop()
+        out = loop.create_future()
+        channels = list(channels)
         eid = event_id.encode() if isinstance(event_id, str) else (event_id or b"")
         etype = event_type.encode() if isinstance(event_type, str) else (event_type or b"")
-        args = [str(self.max_stored), str(self.ttl_ms), str(META_TTL), "1" if binary else "0",
-                eid, etype, payload, self.chan_prefix, *channels]
+        cmd = self._publish_command(channels, payload, eid, etype, binary)
+        self._send_publish(cmd, channels, out, retried=False)
+        return out
+
+    def publish_nowait(self, channels, payload, event_id, event_type, binary,
+                       on_error=None) -> None:
+        """publish() for a publisher that waits for nothing (the publisher WebSocket, client
+        messages): no future at all; on_error(text) if Redis did not take it."""
+        eid = event_id.encode() if isinstance(event_id, str) else (event_id or b"")
+        etype = event_type.encode() if isinstance(event_type, str) else (event_type or b"")
+        cmd = self._publish_command(channels, payload, eid, etype, binary)
         try:
-            reply = await self._script_call("publish", keys, args)
+            proto = self._command_link(True)
+        except BrokerUnavailable as e:
+            self._nowait_failed(e, on_error)
+            return
+        cmd[1] = self._sha["publish"]
+
+        def done(reply):
+            if not isinstance(reply, RespError):
+                self.counters["published"] += 1
+            elif str(reply).startswith("NOSCRIPT"):
+                fut = self.publish(channels, payload, event_id, event_type, binary)
+                report_failure(fut, on_error)
+            else:
+                self._nowait_failed(reply, on_error)
+        proto.call_cb(cmd, done)
+
+    def _nowait_failed(self, e, on_error):
+        self.counters["publish_errors"] += 1
+        self.note_failure("publish", e)
+        if on_error is not None:
+            on_error(f"Redis did not take the publish: {e}")
+
+    def _publish_command(self, channels, payload, eid, etype, binary) -> list:
+        keys = self._keys
+        cmd = ["EVALSHA", None, str(1 + 2 * len(channels)), self.clock_key]
+        for n in channels:
+            pair = keys.get(n)
+            if pair is None:
+                if len(keys) >= 100_000:
+                    keys.clear()
+                p = self.cfg.key_prefix
+                pair = keys[n] = (f"{p}:m:{n}", f"{p}:h:{n}")
+            cmd += pair
+        cmd += self._publish_args
+        cmd += ("1" if binary else "0", eid, etype, payload, self.chan_prefix, *channels)
+        return cmd
+
+    def _send_publish(self, cmd, channels, out, retried):
+        try:
+            proto = self._command_link(True)
+        except BrokerUnavailable as e:
+            return self._publish_failed(out, e)
+        cmd[1] = self._sha["publish"]
+        fut = proto.call(*cmd)
+        fut.add_done_callback(lambda f: self._published(f, cmd, channels, out, retried))
+
+    def _published(self, fut, cmd, channels, out, retried):
+        exc = fut.exception()
+        if exc is None:
+            self.counters["published"] += 1
+            reply = fut.result()
+            if not out.done():
+                out.set_result([PublishResult(n, reply[2 * i], reply[2 * i + 1])
+                                for i, n in enumerate(channels)])
+        elif not retried and str(exc).startswith("NOSCRIPT"):
+            # Redis restarted without its script cache: load it, send again (once)
+            asyncio.ensure_future(self._reload_and_resend(cmd, channels, out))
+        else:
+            self._publish_failed(out, exc)
+
+    async def _reload_and_resend(self, cmd, channels, out):
+        try:
+            await self.load_scripts(self._command_link(True))
         except (RespError, BrokerUnavailable) as e:
-            self.counters["publish_errors"] += 1
-            self.note_failure("publish", e)
-            raise BrokerUnavailable(f"Redis did not take the publish: {e}") from None
-        self.counters["published"] += 1
-        return [PublishResult(n, reply[2 * i], reply[2 * i + 1])
-                for i, n in enumerate(channels)]
+            return self._publish_failed(out, e)
+        self._send_publish(cmd, channels, out, retried=True)
+
+    def _publish_failed(self, out, e):
+        self.counters["publish_errors"] += 1
+        self.note_failure("publish", e)
+        if not out.done():
+            out.set_exception(BrokerUnavailable(f"Redis did not take the publish: {e}"))
 
     def delete(self, channel: str, text: bytes = b"Channel deleted"):
         return self._delete(channel, text)
