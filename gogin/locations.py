@@ -829,7 +829,11 @@ class StatsLocation(Location):
 class HealthLocation(Location):
     def handle(self, conn, req):
         self.check_access(conn, req)
-        self.server.respond(conn, 200, [("Content-Type", "text/plain")] + NO_CACHE, b"ok\n")
+        hdrs = [("Content-Type", "text/plain")] + NO_CACHE
+        worker = getattr(self.server, "worker", None)
+        if worker is not None:                  # which of the --workers answered
+            hdrs.append(("X-Gogin-Worker", str(worker)))
+        self.server.respond(conn, 200, hdrs, b"ok\n")
 
 
 class MetricsLocation(Location):
