@@ -282,12 +282,19 @@ class Supervisor:
         sys.stdout.flush()
         sys.stderr.flush()
         parent = os.getpid()
-        pid = os.fork()
+        # a stop signal for the new worker waits (blocked) until the child has dropped the
+        # supervisor's handlers: delivered before, it would only set a flag in the child's copy
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
         if pid == 0:                                      # the worker
             code = 1
             try:
                 os.close(r)
-                self._become_worker(parent)
+                self._become_worker(parent, mask)
                 code = self.target(self.cfg, w.index, lambda: _say_ready(wfd))
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else 1
@@ -300,16 +307,18 @@ class Supervisor:
                     sys.stderr.flush()
                 finally:
                     os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(wfd)
         w.pid, w.started, w.ready, w.ready_fd = pid, time.monotonic(), False, r
         log.info("worker %s started (pid %d)", w.name, pid)
 
-    def _become_worker(self, parent: int) -> None:
+    def _become_worker(self, parent: int, mask) -> None:
         """In the forked child: forget the supervisor's signal handling and pipes; die with
         the supervisor (a SIGKILLed supervisor must not leave workers holding the port)."""
         signal.set_wakeup_fd(-1)
         for sig in STOP_SIGNALS + (signal.SIGCHLD,):
             signal.signal(sig, signal.SIG_DFL)   # the worker's loop installs its own handlers
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a stop sent meanwhile: ends it now
         os.close(self._wake_r)
         os.close(self._wake_w)
         for other in self.workers:

@@ -355,3 +355,80 @@ def test_workers_flag_in_help_and_check_config():
     r = run_cli("--check-config", "--workers", "3", env={"GOGIN_WORKERS_ALLOW_MEMORY": "1"})
     assert r.returncode == 0, r.stderr
     assert "3 workers" in r.stdout, r.stdout
+
+
+def redis_broker_available() -> bool:
+    import importlib.util
+    if importlib.util.find_spec("gogin.brokers.redis") is None:
+        return False
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+needs_redis = pytest.mark.skipif(not redis_broker_available(),
+                                 reason="needs gogin.brokers.redis and a Redis on 127.0.0.1:6379")
+
+
+@needs_redis
+async def test_two_workers_share_channels_through_redis(tmp_path):
+    """broker.type = "redis": no escape hatch; a publish to the port reaches the subscribers
+    of both workers, once each."""
+    port = free_port()
+    s = Supervised(tmp_path, workers=2, port=port, config={
+        "broker": {"type": "redis", "url": "redis://127.0.0.1:6379/0",
+                   "key_prefix": f"gogintest{port}"}})
+    s.env.pop("GOGIN_WORKERS_ALLOW_MEMORY")
+    try:
+        s.start()
+        pids = set(s.pids().values())
+        clients = [await ws_connect(f"ws://127.0.0.1:{port}/ws/shared") for _ in range(16)]
+        by_pid = await stats_by_pid(s.base, pids)
+        assert set(by_pid) == pids, by_pid
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{s.base}/pub", params={"id": "shared"}, data=b"to all") as r:
+                assert r.status == 200, await r.text()
+        for ws in clients:
+            assert json.loads(await recv(ws, timeout=5))["text"] == "to all"
+        for ws in clients:
+            with pytest.raises(asyncio.TimeoutError):
+                await recv(ws, timeout=0.05)        # once, not once per worker
+        for ws in clients:
+            await ws.close()
+    finally:
+        s.close()
+
+
+def run_broadcast_script(*args) -> tuple[int, dict, str]:
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "workers_broadcast.py"),
+                          "--workers", "2", "--connections", "400", "--clients", "2",
+                          "--deliver-timeout", "2", *args],
+                         cwd=str(ROOT), env=clean_env(), capture_output=True, text=True,
+                         timeout=120)
+    lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
+    assert lines, run.stdout + run.stderr
+    return run.returncode, json.loads(lines[-1]), run.stdout + run.stderr
+
+
+def test_workers_broadcast_script_small_memory():
+    """benchmarks/workers_broadcast.py at a small size with the memory broker (the escape
+    hatch): two client processes connect everything, both workers hold some, and the broadcast
+    reaches exactly the subscribers of the worker that took the POST, so the run fails (1)."""
+    rc, doc, out = run_broadcast_script("--broker", "memory")
+    assert doc["connected"] == 400 and doc["connect_failed"] == 0, out
+    per = doc["per_worker_subscribers"]
+    assert len(per) == 2 and sum(per.values()) == 400 and all(per.values()), out
+    assert doc["publish_status"] == 200 and doc["received_more"] == 0, out
+    assert doc["received_once"] in per.values(), out
+    assert doc["ok"] is False and rc == 1, out
+    assert doc["gogin_exit"] == 0, out
+
+
+@needs_redis
+def test_workers_broadcast_script_small_redis():
+    rc, doc, out = run_broadcast_script("--broker", "redis")
+    assert doc["connected"] == 400 and doc["received_once"] == 400, out
+    assert doc["ok"] is True and rc == 0, out
