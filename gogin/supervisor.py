@@ -137,7 +137,8 @@ class Supervisor:
         log.info("supervisor (pid %d): starting %d workers on %s", os.getpid(),
                  len(self.workers), ", ".join(cfg.server.listen))
         for w in self.workers:
-            self._spawn(w)
+            if not self._try_spawn(w):
+                break
         while True:
             now = time.monotonic()
             # the stop first: under systemd (KillMode=control-group) the workers get the same
@@ -163,15 +164,17 @@ class Supervisor:
             else:
                 for w in self.workers:
                     if w.pid is None and w.restart_at is not None and now >= w.restart_at:
-                        self._spawn(w)
+                        self._try_spawn(w)
                 if self.starting and all(w.ready for w in self.workers):
                     self.starting = False
                     log.info("%d workers ready (pids %s)", len(self.workers),
                              ", ".join(str(w.pid) for w in self.workers))
             self._wait(self._timeout(now))
         if self.failed_start is not None:
+            log.error("stopped: a worker could not start (exit status %d)", self.failed_start)
             return self.failed_start
         if self.unclean:
+            log.error("stopped: a worker did not stop cleanly (exit status 1)")
             return 1
         log.info("stopped")
         return 0
@@ -271,6 +274,25 @@ class Supervisor:
         log.warning("worker %s (pid %d) %s after %.1f s; restarting it in %.1f s", w.name, pid,
                     describe(status), uptime, delay)
 
+    def _try_spawn(self, w: Worker) -> bool:
+        """Fork w; a fork that fails (EAGAIN: too many processes, ENOMEM) is a failed start."""
+        try:
+            self._spawn(w)
+            return True
+        except OSError as e:
+            now = time.monotonic()
+            if self.starting:
+                log.error("cannot start worker %s: %s: stopping the others", w.name, e)
+                self.failed_start = 1
+                self._begin_stop(now)
+            else:
+                w.failures += 1
+                delay = min(BACKOFF_FIRST * 2 ** (w.failures - 1), BACKOFF_MAX)
+                w.restart_at = now + delay
+                log.error("cannot start worker %s: %s; trying again in %.1f s", w.name, e,
+                          delay)
+            return False
+
     def _close_ready(self, w: Worker) -> None:
         if w.ready_fd is not None:
             os.close(w.ready_fd)
@@ -289,6 +311,8 @@ class Supervisor:
             pid = os.fork()
         except OSError:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            os.close(r)
+            os.close(wfd)
             raise
         if pid == 0:                                      # the worker
             code = 1
