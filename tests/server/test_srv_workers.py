@@ -72,7 +72,8 @@ class Supervised:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gogin", "--config", str(self.config_path),
              "--workers", str(self.workers)],
-            cwd=str(ROOT), env=self.env, stdout=self._fh, stderr=subprocess.STDOUT)
+            cwd=str(ROOT), env=self.env, stdout=self._fh, stderr=subprocess.STDOUT,
+            start_new_session=True)          # its own process group, as in a terminal
         if wait:
             self.wait_log(f"{self.workers} workers ready", START_TIMEOUT)
         return self
@@ -241,6 +242,22 @@ async def test_sigterm_drains_every_worker_with_1001_and_exits_0(supervised):
     assert "SIGTERM: stopping the workers" in log and log.rstrip().endswith("stopped"), log
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", s.port), timeout=1).close()
+
+
+async def test_ctrl_c_to_the_process_group_stops_everything_with_0(supervised):
+    """Ctrl-C in a terminal: SIGINT to the supervisor and to every worker at once.  The
+    workers drain, the supervisor does not take their exits for deaths to restart."""
+    s = supervised(workers=2)
+    async with ws_connect(f"ws://127.0.0.1:{s.port}/ws/ctrlc") as ws:
+        os.killpg(s.proc.pid, signal.SIGINT)
+        with pytest.raises(websockets.ConnectionClosed) as exc:
+            await recv(ws, timeout=8)
+        assert exc.value.rcvd is not None and exc.value.rcvd.code == 1001
+    rc = await asyncio.to_thread(s.wait, 15)
+    log = s.log()
+    assert rc == 0, log
+    assert "SIGINT: stopping the workers" in log and "restarting" not in log, log
+    assert not any(alive(p) for p in s.pids().values())
 
 
 async def test_stop_is_bounded_a_stuck_worker_is_killed_and_the_status_says_so(supervised):
