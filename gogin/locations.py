@@ -24,6 +24,7 @@ import msgspec
 from gogin._core import Opcode
 from gogin._core.fanout import format_http_date
 from gogin.auth import PublishRequest, SubscribeRequest
+from gogin.brokers import BrokerUnavailable
 from gogin.extensions import negotiate_deflate
 from gogin.publish import (
     DELETED_TEXT, GAP_TEXT, HttpError, check_channel_id,
@@ -57,6 +58,7 @@ class ClientState:
     pending: Optional[deque] = None
     busy: bool = False
     channels: tuple = ()                  # subscribed at the start (events, sweeper)
+    publish_to: Optional[list] = None     # publisher WebSocket ?id= over a shared broker
 
 
 @dataclass(slots=True)
@@ -252,6 +254,11 @@ class PublisherLocation(Location):
             event_field_error("Event-Type", event_type)
         if err:
             raise HttpError(400, err)
+        if self.server.broker.shared:
+            task = asyncio.ensure_future(self._publish_shared(conn, req, names, body, event_id,
+                                                              event_type, binary))
+            self.server.track(task)
+            return
         for n in names:
             self.server.publish(n, body, event_id=event_id, event_type=event_type,
                                 binary=binary)
@@ -259,12 +266,38 @@ class PublisherLocation(Location):
             return self.server.respond(conn, 200, NO_CACHE)
         self._info(conn, req, names)
 
+    async def _publish_shared(self, conn, req, names, body, event_id, event_type, binary):
+        """A shared broker numbers and stores the message first; 200 only once it did."""
+        server = self.server
+        try:
+            results = await server.broker.publish(names, body, event_id, event_type, binary)
+        except BrokerUnavailable:
+            if not conn.closed:
+                server.error(conn, HttpError(503, "Broker unavailable."))
+            return
+        if conn.closed:
+            return
+        if not self.cfg.channel_info_on_publish:
+            return server.respond(conn, 200, NO_CACHE)
+        rows = []
+        for r in results:
+            ch = server.hub.channel(r.channel)
+            rows.append(ChannelRow(r.channel, r.published, r.stored,
+                                   ch.subscribers if ch is not None else 0))
+        fmt = stats.negotiate(req.get("accept"))
+        server.respond(conn, 200, [("Content-Type", fmt.content_type)] + NO_CACHE,
+                       stats.channels_info(server, fmt, rows))
+
     def _info(self, conn, req, names):
         answer_channels_info(self.server, conn, req, names)
 
     def _delete(self, conn, req, names):
         if self.server.is_events_channel(names):
             raise HttpError(403, "Channel id not authorized for this method.")
+        if self.server.broker.shared:
+            task = asyncio.ensure_future(self._delete_shared(conn, req, names))
+            self.server.track(task)
+            return
         existing = [n for n in names if self.server.hub.channel(n) is not None]
         if not existing:
             raise HttpError(404, "Channel not found.")
@@ -272,6 +305,22 @@ class PublisherLocation(Location):
         for n in existing:
             self.server.delete_channel(n, text)
         self.server.respond(conn, 200, self.server.explain("Channel deleted.") + NO_CACHE)
+
+    async def _delete_shared(self, conn, req, names):
+        """Every node deletes it when the broker tells them (this one too)."""
+        server = self.server
+        text = req.body or DELETED_TEXT
+        try:
+            existed = [await server.broker.delete(n, text) for n in names]
+        except BrokerUnavailable:
+            if not conn.closed:
+                server.error(conn, HttpError(503, "Broker unavailable."))
+            return
+        if conn.closed:
+            return
+        if not any(existed) and all(server.hub.channel(n) is None for n in names):
+            return server.error(conn, HttpError(404, "Channel not found."))
+        server.respond(conn, 200, server.explain("Channel deleted.") + NO_CACHE)
 
     def _websocket(self, conn, req, key, ids):
         names = None
@@ -284,13 +333,23 @@ class PublisherLocation(Location):
             for n in names:
                 self.server.hub.ensure_channel(n)
         conn.data = ClientState(self)
+        if names and self.server.broker.shared:
+            # each message goes to the broker first (on_message), like a POST
+            conn.data.publish_to = names
+            names = None
         # with ?id= the core publishes every message itself (no Python per message)
         conn.upgrade((), None, key=key, publish_to=names,
                      max_message_size=self.server.config.limits.max_message_size)
 
     def on_message(self, conn, opcode, data):
         """Publisher WebSocket without ?id=: JSON {"id", "text", "event_id", "event_type"}
-        objects (or arrays of them), published in order; errors answer {"error", "index"}."""
+        objects (or arrays of them), published in order; errors answer {"error", "index"}.
+        With ?id= and a shared broker: each message is a message to those channels."""
+        targets = getattr(conn.data, "publish_to", None)
+        if targets:
+            self.server.publish_nowait(targets, data, binary=opcode == Opcode.BINARY,
+                                       on_error=lambda e: _send_error(conn, e, 0))
+            return
         try:
             items = _decode_publish_items(data)
         except (msgspec.ValidationError, msgspec.DecodeError):
@@ -298,7 +357,8 @@ class PublisherLocation(Location):
         if items is not None:
             # fast path: every item is well formed; only the channel rules are left to check
             for i, item in enumerate(items):
-                err = self._publish_checked(item.id, item.text, item.event_id, item.event_type)
+                err = self._publish_checked(item.id, item.text, item.event_id, item.event_type,
+                                            i, conn)
                 if err:
                     conn.send(json.dumps({"error": err, "index": i}))
             return
@@ -310,18 +370,20 @@ class PublisherLocation(Location):
             return
         items = doc if isinstance(doc, list) else [doc]
         for i, item in enumerate(items):
-            err = self._publish_item(item)
+            err = self._publish_item(item, i, conn)
             if err:
                 conn.send(json.dumps({"error": err, "index": i}))
 
-    def _publish_item(self, item) -> Optional[str]:
+    def _publish_item(self, item, index=0, conn=None) -> Optional[str]:
         if not isinstance(item, dict):
             return "each message is a JSON object"
         ids = item.get("id")
         text = item.get("text")
-        return self._publish_checked(ids, text, item.get("event_id"), item.get("event_type"))
+        return self._publish_checked(ids, text, item.get("event_id"), item.get("event_type"),
+                                     index, conn)
 
-    def _publish_checked(self, ids, text, event_id, event_type) -> Optional[str]:
+    def _publish_checked(self, ids, text, event_id, event_type, index=0,
+                         conn=None) -> Optional[str]:
         names = [ids] if isinstance(ids, str) else ids
         if not names or not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             return "id must be a channel id or a list of them"
@@ -347,11 +409,29 @@ class PublisherLocation(Location):
             payload = text.encode("utf-8")       # text from JSON: UTF-8, a text frame
         except UnicodeEncodeError:               # a lone surrogate escape ("\ud800")
             return "text is not valid Unicode"
+        if self.server.broker.shared:
+            result = self.server.broker.publish(names, payload, event_id, event_type, False)
+            self.server.track(asyncio.ensure_future(self.server._await_publish(
+                result, lambda e: _send_error(conn, e, index))))
+            return None
         for n in names:
             self.server.publish(n, payload, event_id=event_id, event_type=event_type,
                                 binary=False)
         return None
 
+
+
+def _send_error(conn, text: str, index: int) -> None:
+    if not conn.closed:
+        conn.send(json.dumps({"error": text, "index": index}))
+
+
+class ChannelRow(msgspec.Struct):
+    """A channel's counts as a shared broker reported them (the info answer of a publish)."""
+    name: str
+    published: int
+    stored: int
+    subscribers: int
 
 
 class PublishItem(msgspec.Struct, forbid_unknown_fields=False):
@@ -571,6 +651,42 @@ class SubscriberLocation(Location):
 
     def _start(self, conn, req, key, names, state, backtrack=None):
         check_subscription(self.server.hub, names, self.server.config.limits)
+        waiting = self.server.broker.ready(names)
+        if waiting is not None:
+            # a shared broker subscribes the channels (and loads their history) first, so that
+            # a resume reads a complete history and no live message slips in between
+            task = asyncio.ensure_future(self._start_when_ready(waiting, conn, req, key, names,
+                                                                state, backtrack))
+            self.server.track(task)
+            return
+        self._started(conn, req, key, names, state, backtrack)
+
+    async def _start_when_ready(self, waiting, conn, req, key, names, state, backtrack):
+        try:
+            await waiting
+        except BrokerUnavailable:
+            if not conn.closed:
+                e = HttpError(503, "Broker unavailable.")
+                if key is not None:
+                    self.refuse_websocket(conn, key, e)
+                else:
+                    self.server.error(conn, e)
+            return
+        if conn.closed:
+            return
+        try:
+            check_subscription(self.server.hub, names, self.server.config.limits)
+            self._started(conn, req, key, names, state, backtrack)
+            if isinstance(state, TokenState) and conn.data is state and \
+                    self.cfg.mode in STREAMING:
+                self._arm_expiry(conn, state)
+        except HttpError as e:
+            if key is not None:
+                self.refuse_websocket(conn, key, e)
+            else:
+                self.server.error(conn, e)
+
+    def _started(self, conn, req, key, names, state, backtrack):
         self.server.ensure_channels(names)
         # the registry's own name strings: an idle connection holds no copies of its own
         hub = self.server.hub
@@ -736,8 +852,7 @@ class SubscriberLocation(Location):
             return
         binary = opcode == Opcode.BINARY
         if policy == "open":
-            for ch in conn.channels:
-                self.server.publish(ch, data, binary=binary)
+            self.server.publish_nowait(conn.channels, data, binary=binary)
             return
         if state.pending is None:
             state.pending = deque()
@@ -767,8 +882,7 @@ class SubscriberLocation(Location):
                         self._valid_targets(decision.channels)
                     if not targets or self.server.is_events_channel(targets):
                         continue
-                    for ch in targets:
-                        self.server.publish(ch, payload, binary=as_binary)
+                    self.server.publish_nowait(targets, payload, binary=as_binary)
                 elif decision.action == "reject" and not conn.closed:
                     conn.send(json.dumps({"error": "publish rejected",
                                           "status": decision.status}))
@@ -827,13 +941,20 @@ class StatsLocation(Location):
 
 
 class HealthLocation(Location):
+    """200 "ok"; with a shared broker that is not fully connected, 503 "degraded" (publishes
+    fail and new channels cannot start; connected subscribers stay)."""
+
     def handle(self, conn, req):
         self.check_access(conn, req)
         hdrs = [("Content-Type", "text/plain")] + NO_CACHE
         worker = getattr(self.server, "worker", None)
         if worker is not None:                  # which of the --workers answered
             hdrs.append(("X-Gogin-Worker", str(worker)))
-        self.server.respond(conn, 200, hdrs, b"ok\n")
+        st = self.server.broker.state()
+        if st["state"] == "ok":
+            return self.server.respond(conn, 200, hdrs, b"ok\n")
+        body = f"degraded\nbroker: {st['broker']} {st['state']}\n".encode()
+        self.server.respond(conn, 503, hdrs + self.server.explain("Broker unavailable."), body)
 
 
 class MetricsLocation(Location):

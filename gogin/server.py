@@ -127,10 +127,13 @@ class Server:
 
     # -- publishing --------------------------------------------------------------------------
 
-    def publish(self, channel: str, payload, *, event_id=None, event_type=None,
-                binary: Optional[bool] = None) -> int:
-        """Publish to one channel; returns the number of connections it was queued to.  The
-        channel is created (kept for stats until channel_inactivity_time) if it is new.
+    def publish(self, channel, payload, *, event_id=None, event_type=None,
+                binary: Optional[bool] = None):
+        """Publish to a channel (or a list of channels).  With the memory broker: returns the
+        number of connections it was queued to, and the channel is created (kept for stats
+        until channel_inactivity_time) if it is new.  With a shared broker: returns an
+        awaitable of the per-channel PublishResult list, which raises BrokerUnavailable when
+        the broker did not store it.
         binary None: bytes that are not UTF-8 go out as binary frames (a text frame must be
         UTF-8, RFC 6455 §5.6), everything else as text."""
         if isinstance(payload, str):
@@ -141,8 +144,25 @@ class Server:
             raise ValueError(err)
         if binary is None:
             binary = not is_text(payload, None)
-        self.ensure_channels((channel,))
-        return self._publish(channel, payload, event_id, event_type, binary)
+        names = [channel] if isinstance(channel, str) else list(channel)
+        if self.broker.shared:
+            return self.broker.publish(names, payload, event_id, event_type, binary)
+        self.ensure_channels(names)
+        return sum(self._publish(n, payload, event_id, event_type, binary) for n in names)
+
+    def publish_nowait(self, channels, payload, *, binary=None, on_error=None) -> None:
+        """Publish without waiting for a shared broker's answer (client messages, the
+        publisher WebSocket): a failure is counted by the broker and given to on_error(text)."""
+        result = self.publish(channels, payload, binary=binary)
+        if not isinstance(result, int):
+            self.track(asyncio.ensure_future(self._await_publish(result, on_error)))
+
+    async def _await_publish(self, result, on_error):
+        try:
+            await result
+        except _brokers.BrokerUnavailable as e:
+            if on_error is not None:
+                on_error(str(e))
 
     def publish_local(self, channel, payload, event_id, event_type, binary) -> int:
         """Into this node's hub only (the memory broker; a shared broker's received messages
@@ -154,9 +174,12 @@ class Server:
         return self.hub.publish(channel, payload, event_id=event_id, event_type=event_type,
                                 binary=binary)
 
-    def delete_channel(self, name: str, text: bytes = b"Channel deleted"):
+    def delete_channel(self, name: str, text: bytes = b"Channel deleted", local: bool = False):
         """Subscribers get a message with id -2, then lose that channel (a connection with no
-        channel left is closed: WebSocket with 1000, streams with their footer)."""
+        channel left is closed: WebSocket with 1000, streams with their footer).  local: on
+        this node only (a shared broker heard of the deletion)."""
+        if local:
+            self.broker.forget(name)
         now = int(time.time())
         for conn in self.hub.subscribers(name):
             fmt = conn.format
@@ -237,6 +260,7 @@ class Server:
                 if now - max(ch.last_time, ch.created, ch.data or 0) >= idle:
                     self.hub.drop_channel(name)
                     if self.hub.channel(name) is None:
+                        self.broker.forget(name)
                         self.emit("channel_destroyed", name)
 
     # -- HTTP answers ------------------------------------------------------------------------

@@ -13,7 +13,8 @@ Conn pointers - have been drained.
 """
 
 cimport cython
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeUTF8
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport malloc, realloc, free
@@ -38,6 +39,7 @@ from gogin._core.history cimport (
     History, Stored, history_init, history_append, history_expire, history_clear, history_free,
     history_clear_channel,
 )
+from gogin._core.envelope cimport Envelope, envelope_parse, ENV_BINARY, ENV_DELETED
 from gogin._core.http cimport Request, HeadResult, parse_head
 from gogin._core.registry cimport Registry, Channel, Sub, sublist_init
 from gogin._core.selector cimport Selector, GG_READABLE, GG_WRITABLE, GG_NONE
@@ -509,6 +511,16 @@ cdef class Connection:
         return f"<Connection #{self.c.id} fd={self.c.fd} {self.state} peer={self.peer}>"
 
 
+cdef struct BrokerCounters:        # the receive path of a shared broker (deliver_batch)
+    int64_t received           # envelopes handed to the hub
+    int64_t delivered          # ... published to the channel's subscribers (and stored)
+    int64_t duplicates         # ... dropped: an id this node already had
+    int64_t unknown            # ... for a channel this node no longer holds
+    int64_t malformed          # ... that were not envelopes
+    int64_t held               # ... returned to the broker (a jump, a new epoch, a control)
+    int64_t gaps               # gap signals sent (messages lost or a new epoch)
+
+
 @cython.final
 cdef class Hub:
     """Sockets, the registry, the fanout and the timers of one gogin node (one thread).
@@ -556,6 +568,8 @@ cdef class Hub:
                                     # reads pause: PENDING_READ_MAX, or a head's limit if larger
     cdef int64_t _last_time         # second and tag of the server's last message: push-stream's
     cdef int _last_tag              # tags count per server, not per channel (utils.c)
+    cdef BrokerCounters _bc
+    cdef bytes _gap_text            # the gap signal's text (id -4)
     # limits (readonly for Python; set once in __init__)
     cdef readonly Py_ssize_t max_connections
     cdef readonly Py_ssize_t max_head_size
@@ -581,6 +595,8 @@ cdef class Hub:
         self._close_going_away = NULL
         memset(self._wheel, 0, sizeof(self._wheel))
         fanout_init(&self._fs)
+        memset(&self._bc, 0, sizeof(BrokerCounters))
+        self._gap_text = b"Messages were lost."
         history_init(&self._hist)
 
     def __init__(self, on_request=None, on_message=None, on_close=None, *,
@@ -1491,9 +1507,8 @@ cdef class Hub:
 
     cdef Py_ssize_t _publish_c(self, str channel, const unsigned char *data, Py_ssize_t n,
                                bint binary, event_id, event_type) except -1:
-        cdef Message m
+        """A local publish: this node numbers the message (id, time, tag), then _emit."""
         cdef Channel ch
-        cdef Py_ssize_t queued
         cdef bytes eid = b"", etype = b""
         cdef int64_t now
         self._fs.published += 1
@@ -1501,50 +1516,225 @@ cdef class Hub:
         if ch is None:
             return 0
         now = time(NULL)
-        ch.published += 1
-        ch.last_id += 1
         # tag (utils.c, add_msg_to_channel): the server's previous tag + 1 for a message in the
         # same second as the server's previous message, else 1; so (time, tag) orders every
         # message of the server, whatever its channel
         self._last_tag = self._last_tag + 1 if now == self._last_time else 1
         self._last_time = now
-        ch.last_tag = self._last_tag
-        ch.last_time = now
         if event_id is not None:
             eid = event_id.encode("utf-8") if isinstance(event_id, str) else bytes(event_id)
         if event_type is not None:
             etype = event_type.encode("utf-8") if isinstance(event_type, str) else bytes(event_type)
+        return self._emit(ch, data, n, binary, ch.last_id + 1, now, self._last_tag,
+                          <const unsigned char *>PyBytes_AS_STRING(eid), len(eid),
+                          <const unsigned char *>PyBytes_AS_STRING(etype), len(etype), 0)
+
+    cdef Py_ssize_t _emit(self, Channel ch, const unsigned char *data, Py_ssize_t n,
+                          bint binary, int64_t id, int64_t t, int tag,
+                          const unsigned char *eid, Py_ssize_t eid_len,
+                          const unsigned char *etype, Py_ssize_t etype_len,
+                          int64_t age_ms) except -1:
+        """Store (history on) and fan out one numbered message: the channel's next one, from a
+        local publish or from a shared broker.  age_ms: how long ago it was published (a
+        message read from the broker's history expires that much sooner)."""
+        cdef Message m
+        cdef Py_ssize_t queued
+        ch.published += 1 if ch.epoch == 0 else max(0, id - ch.last_id)
+        ch.last_id = id
+        ch.last_tag = tag
+        ch.last_time = t
         if self._hist.max_per_channel > 0:
-            history_append(&self._hist, &ch.hist, ch.last_id, now, ch.last_tag, binary, data, n,
-                           <const unsigned char *>PyBytes_AS_STRING(eid), len(eid),
-                           <const unsigned char *>PyBytes_AS_STRING(etype), len(etype),
-                           _monotonic_ms())
+            history_append(&self._hist, &ch.hist, id, t, tag, binary, data, n,
+                           eid, eid_len, etype, etype_len, _monotonic_ms() - age_ms)
         if ch.subscribers == 0:
             return 0
         memset(&m, 0, sizeof(Message))
         m.data = data
         m.len = n
         m.binary = binary
-        m.id = ch.last_id
-        m.time = now
-        m.tag = ch.last_tag
-        m.event_id = <const unsigned char *>PyBytes_AS_STRING(eid)
-        m.event_id_len = len(eid)
-        m.event_type = <const unsigned char *>PyBytes_AS_STRING(etype)
-        m.event_type_len = len(etype)
+        m.id = id
+        m.time = t
+        m.tag = tag
+        m.event_id = eid
+        m.event_id_len = eid_len
+        m.event_type = etype
+        m.event_type_len = etype_len
+        return self._fanout(ch, &m)
+
+    cdef Py_ssize_t _fanout(self, Channel ch, Message *m) except -1:
+        cdef Py_ssize_t queued
         m.channel = <const unsigned char *>PyBytes_AS_STRING(ch.name_utf8)
         m.channel_len = len(ch.name_utf8)
         m.channel_json = <const unsigned char *>PyBytes_AS_STRING(ch.name_json)
         m.channel_json_len = len(ch.name_json)
         try:
-            queued = fanout_publish(&self._fs, ch, self._formats, &m, self._pending)
+            queued = fanout_publish(&self._fs, ch, self._formats, m, self._pending)
         finally:
-            message_release(&m)
+            message_release(m)
         if self._fs.post != NULL:
             self._process_post()
         if self._fs.dirty != NULL or self._pending:
             self._schedule_turn()
         return queued
+
+    # -- a shared broker's receive path (gogin/brokers, docs/deployment.md) -------------------
+    #
+    # A broker numbers each channel's messages (an epoch and an id from 1 in it) and gives every
+    # node the same envelope (envelope.pyx).  Order, duplicates and gaps are decided here from
+    # the ids: the next id is delivered, an old one dropped; anything else (a jump, a new epoch,
+    # a control envelope) goes back to the broker, which reads the channel's stored messages and
+    # hands them, with what it held meanwhile, to deliver_fill.
+
+    def deliver_batch(self, list replies, Py_ssize_t prefix_len):
+        """Messages one read of a PUB/SUB connection brought: [kind, channel, envelope] lists
+        (as hiredis reads RESP `message` pushes), channel = prefix + channel id.  Each next
+        message is stored and fanned out here, in the core; returns [(name, envelope)] of those
+        the broker must handle (a jump or a new epoch: fill from history; a deletion), or None."""
+        cdef list report = None
+        cdef list r
+        cdef bytes chan, env
+        cdef Channel ch
+        cdef Envelope e
+        cdef str name
+        for item in replies:
+            r = <list>item
+            chan = <bytes>r[1]
+            env = <bytes>r[2]
+            self._bc.received += 1
+            try:
+                name = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(chan) + prefix_len,
+                                            PyBytes_GET_SIZE(chan) - prefix_len, NULL)
+            except UnicodeDecodeError:
+                self._bc.malformed += 1
+                continue
+            ch = self._reg.channels.get(name)
+            if ch is None:
+                self._bc.unknown += 1
+                continue
+            if envelope_parse(<const unsigned char *>PyBytes_AS_STRING(env),
+                              PyBytes_GET_SIZE(env), &e) != 0:
+                self._bc.malformed += 1
+                continue
+            if e.epoch == ch.epoch and not e.flags & ENV_DELETED:
+                if e.id <= ch.last_id:
+                    self._bc.duplicates += 1
+                    continue
+                if e.id == ch.last_id + 1:
+                    self._deliver_env(ch, &e, 0)
+                    continue
+            self._bc.held += 1
+            if report is None:
+                report = []
+            report.append((name, env))
+        return report
+
+    def deliver_fill(self, str name, list envelopes):
+        """A channel's stored messages read from the broker (oldest first), then the live ones
+        held meanwhile: each is delivered in id order, duplicates dropped.  A real gap (ids
+        skipped: trimmed or expired before this node read them; or a new epoch: the broker lost
+        the channel's data) sends the gap signal (id -4) to the channel's subscribers once,
+        before the message after it.  A channel this node had no numbering for yet adopts the
+        first one silently (nobody here has missed anything).  Returns messages delivered."""
+        cdef Channel ch = self._reg.channels.get(name)
+        cdef Envelope e
+        cdef Py_ssize_t done = 0
+        cdef int64_t now = time(NULL)
+        if ch is None:
+            return 0
+        for item in envelopes:
+            env = <bytes>item
+            if envelope_parse(<const unsigned char *>PyBytes_AS_STRING(env),
+                              PyBytes_GET_SIZE(env), &e) != 0:
+                self._bc.malformed += 1
+                continue
+            if e.flags & ENV_DELETED:
+                continue
+            if e.epoch != ch.epoch:
+                if ch.epoch != 0 or ch.last_id != 0:
+                    # the numbering this node knew is gone with the broker's data
+                    history_clear_channel(&self._hist, &ch.hist)
+                    self._signal_gap(ch, &e)
+                else:
+                    self._mark_unseen(ch, e.id - 1, e.time, e.tag - 1)
+                ch.epoch = e.epoch
+                ch.last_id = e.id - 1
+            elif e.id <= ch.last_id:
+                self._bc.duplicates += 1
+                continue
+            elif e.id > ch.last_id + 1:
+                self._signal_gap(ch, &e)
+            self._deliver_env(ch, &e, max(0, now - e.time) * 1000)
+            done += 1
+        return done
+
+    def sync_position(self, str name, int64_t epoch, int64_t last_id):
+        """After a fill: the broker's own count for the channel (epoch, last id).  Messages up
+        to it that no stored copy brought are lost for this node's subscribers (gap signal);
+        for a channel new here, the position is taken silently, and a client resuming from
+        before it is told of the gap."""
+        cdef Channel ch = self._reg.channels.get(name)
+        cdef Envelope e
+        if ch is None or epoch == 0:
+            return
+        if ch.epoch == 0 and ch.last_id == 0:
+            ch.epoch = epoch
+            if last_id > 0:
+                self._mark_unseen(ch, last_id, time(NULL), 0)
+                ch.last_id = last_id
+                ch.published = last_id
+            return
+        if epoch == ch.epoch and last_id <= ch.last_id:
+            return
+        memset(&e, 0, sizeof(Envelope))
+        e.time = time(NULL)
+        e.tag = 1
+        if epoch != ch.epoch:
+            history_clear_channel(&self._hist, &ch.hist)
+        self._signal_gap(ch, &e)
+        ch.epoch = epoch
+        ch.last_id = last_id
+        ch.published = max(ch.published, last_id)
+
+    def set_gap_text(self, bytes text):
+        self._gap_text = text
+
+    def broker_counters(self):
+        return {"received": self._bc.received, "delivered": self._bc.delivered,
+                "duplicates": self._bc.duplicates, "unknown": self._bc.unknown,
+                "malformed": self._bc.malformed, "held": self._bc.held, "gaps": self._bc.gaps}
+
+    cdef void _mark_unseen(self, Channel ch, int64_t id, int64_t t, int tag) noexcept:
+        """Messages up to `id` exist but were never here: a replay from before it reports the
+        gap (history.pyx's lost marks)."""
+        if id <= 0:
+            return
+        ch.hist.lost += 1
+        ch.hist.lost_id = id
+        ch.hist.lost_time = t
+        ch.hist.lost_tag = tag
+
+    cdef int _deliver_env(self, Channel ch, Envelope *e, int64_t age_ms) except -1:
+        self._bc.delivered += 1
+        self._emit(ch, e.data, e.len, e.flags & ENV_BINARY, e.id, e.time, e.tag,
+                   e.eid, e.eid_len, e.etype, e.etype_len, age_ms)
+        return 0
+
+    cdef int _signal_gap(self, Channel ch, Envelope *next_) except -1:
+        """The gap signal (id -4) to every subscriber of ch, dated just before next_; and a
+        replay from before next_ reports it too."""
+        cdef Message m
+        self._bc.gaps += 1
+        self._mark_unseen(ch, max(ch.last_id, next_.id - 1), next_.time, next_.tag - 1)
+        if ch.subscribers == 0:
+            return 0
+        memset(&m, 0, sizeof(Message))
+        m.data = <const unsigned char *>PyBytes_AS_STRING(self._gap_text)
+        m.len = len(self._gap_text)
+        m.id = -4
+        m.time = next_.time
+        m.tag = next_.tag - 1
+        self._fanout(ch, &m)
+        return 0
 
     cdef void _settle(self):
         """Queue every corked batch to its subscribers (fanout_publish): done at the end of

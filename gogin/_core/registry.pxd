@@ -37,6 +37,7 @@ cdef class Channel:
     cdef readonly Py_ssize_t subscribers
     cdef readonly int64_t published      # messages published to this channel
     cdef readonly int64_t last_id        # id of the last message (per-channel sequence)
+    cdef readonly int64_t epoch          # a shared broker's numbering of the ids (0: local)
     cdef readonly int64_t last_time      # seconds of the last message
     cdef readonly int last_tag           # tag of the last message (count within last_time)
     cdef readonly double created         # time.time() at creation

@@ -105,6 +105,7 @@ cdef class Channel:
         self.subscribers = 0
         self.published = 0
         self.last_id = 0
+        self.epoch = 0
         self.last_time = 0
         self.last_tag = 0
         self.created = time.time()

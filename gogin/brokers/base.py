@@ -54,7 +54,7 @@ class Broker(Protocol):
     def forget(self, channel: str) -> None:
         """The node reclaimed the channel (no local subscriber, idle): stop receiving it."""
 
-    def delete(self, channel: str) -> Optional[Awaitable[None]]:
+    def delete(self, channel: str, text: bytes = b"Channel deleted") -> Optional[Awaitable[None]]:
         """Delete the channel's shared state (history, counters), if any."""
 
     def state(self) -> dict:

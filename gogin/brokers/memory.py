@@ -33,7 +33,7 @@ class MemoryBroker:
     def forget(self, channel: str) -> None:
         pass
 
-    def delete(self, channel: str):
+    def delete(self, channel: str, text: bytes = b"Channel deleted"):
         return None
 
     def state(self) -> dict:

@@ -1,0 +1,109 @@
+"""Several gogin nodes on one Redis (broker.type = "redis"): a publish on any node reaches the
+subscribers of every node exactly once, in order; a client resumes on another node; a
+deletion reaches every node."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from urllib.parse import quote
+
+import aiohttp
+import pytest
+
+from cluster_clients import (EventSourceSubscriber, LongPollSubscriber, WsSubscriber,
+                             wait_count)
+from gogin_e2e import picows_connect
+
+
+@pytest.mark.asyncio
+async def test_publish_on_any_node_reaches_every_node_once_in_order(nodes, prefix):
+    a, b, c = nodes(3, prefix=prefix)
+    async with aiohttp.ClientSession() as http:
+        subs = []
+        for n in (a, b, c):
+            subs.append(await WsSubscriber(f"{n.ws}/ws/room").start())
+            subs.append(await EventSourceSubscriber(http, f"{n.base}/ev/room").start())
+            subs.append(await LongPollSubscriber(http, f"{n.base}/lp/room").start())
+        for i in range(60):
+            node = (a, b, c)[i % 3]
+            r = await http.post(f"{node.base}/pub?id=room", data=f"m{i}")
+            assert r.status == 200, await r.text()
+        assert await wait_count(subs, 60), [len(s.got) for s in subs]
+        await asyncio.sleep(0.3)            # nothing more arrives: exactly once
+        for s in subs:
+            assert [m["text"] for m in s.got] == [f"m{i}" for i in range(60)], type(s)
+            assert [m["id"] for m in s.got] == list(range(1, 61))
+        # every node agrees on the id, time and tag of each message
+        ref = [(m["id"], m["time"], m["tag"]) for m in subs[0].got]
+        for s in subs[1:]:
+            assert [(m["id"], m["time"], m["tag"]) for m in s.got] == ref
+        for s in subs:
+            await s.close()
+
+
+@pytest.mark.asyncio
+async def test_publisher_answer_counts_come_from_redis(nodes, prefix):
+    a, b = nodes(2, prefix=prefix)
+    async with aiohttp.ClientSession() as http:
+        for i in range(3):
+            r = await http.post(f"{(a, b)[i % 2].base}/pub?id=cnt", data=b"x",
+                                headers={"Accept": "application/json"})
+            doc = json.loads(await r.text())
+        assert doc["published_messages"] == 3 and doc["stored_messages"] == 3
+
+
+@pytest.mark.asyncio
+async def test_thousand_clients_resume_on_another_node(nodes, prefix):
+    """1,000 clients leave node A while 50 messages are published, and come back on node B
+    from their last message's time and tag: each gets exactly the 50, in order."""
+    a, b = nodes(2, prefix=prefix)
+    n_clients = 1000
+    async with aiohttp.ClientSession() as http:
+        r = await http.post(f"{a.base}/pub?id=resume", data="before")
+        assert r.status == 200
+        clients = []
+        for i in range(0, n_clients, 100):
+            clients += await asyncio.gather(*[picows_connect(f"{a.ws}/ws/resume.b1")
+                                              for _ in range(100)])
+        last = []
+        for cl in clients:
+            _, payload = await cl.recv()
+            last.append(json.loads(payload))
+        assert all(m["text"] == "before" for m in last)
+        for cl in clients:
+            cl.transport.disconnect()
+        for i in range(50):
+            r = await http.post(f"{(a, b)[i % 2].base}/pub?id=resume", data=f"gap{i}")
+            assert r.status == 200
+        back = []
+        for i in range(0, n_clients, 100):
+            back += await asyncio.gather(*[
+                picows_connect(f"{b.ws}/ws/resume?time={quote(m['time'])}&tag={m['tag']}")
+                for m in last[i:i + 100]])
+        for cl in back:
+            got = [json.loads((await cl.recv())[1])["text"] for _ in range(50)]
+            assert got == [f"gap{i}" for i in range(50)]
+            with pytest.raises(asyncio.TimeoutError):
+                await cl.recv(timeout=0.001)
+        for cl in back:
+            cl.transport.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_delete_reaches_every_node(nodes, prefix):
+    a, b = nodes(2, prefix=prefix)
+    async with aiohttp.ClientSession() as http:
+        sub_b = await WsSubscriber(f"{b.ws}/ws/gone").start()
+        r = await http.post(f"{a.base}/pub?id=gone", data="hello")
+        assert r.status == 200
+        assert await wait_count([sub_b], 1)
+        r = await http.delete(f"{a.base}/pub?id=gone")
+        assert r.status == 200, await r.text()
+        await asyncio.wait_for(sub_b.task, 5)       # closed: its only channel is gone
+        assert [m["id"] for m in sub_b.got] == [1, -2]
+        assert sub_b.ws.close_code == 1000
+        # the numbering starts again (a new epoch)
+        r = await http.post(f"{a.base}/pub?id=gone", data="again",
+                            headers={"Accept": "application/json"})
+        assert json.loads(await r.text())["published_messages"] == 1
