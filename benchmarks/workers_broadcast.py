@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,7 +100,9 @@ def client_child(a) -> int:
 def gogin_config(a, port: int, per_worker: int) -> str:
     broker = ""
     if a.broker == "redis":
-        broker = f'\n[broker]\ntype = "redis"\nurl = "{a.redis_url}"\n'
+        # a prefix of this run's own: the Redis may be shared
+        broker = (f'\n[broker]\ntype = "redis"\nurl = "{a.redis_url}"\n'
+                  f'key_prefix = "wb{uuid.uuid4().hex[:12]}"\n')
     return f"""
 [server]
 listen = ["127.0.0.1:{port}"]

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import aiohttp
@@ -397,7 +398,7 @@ async def test_two_workers_share_channels_through_redis(tmp_path):
     port = free_port()
     s = Supervised(tmp_path, workers=2, port=port, config={
         "broker": {"type": "redis", "url": "redis://127.0.0.1:6379/0",
-                   "key_prefix": f"gogintest{port}"}})
+                   "key_prefix": "w" + uuid.uuid4().hex[:12]}})
     s.env.pop("GOGIN_WORKERS_ALLOW_MEMORY")
     try:
         s.start()
@@ -406,10 +407,12 @@ async def test_two_workers_share_channels_through_redis(tmp_path):
         by_pid = await stats_by_pid(s.base, pids)
         assert set(by_pid) == pids, by_pid
         async with aiohttp.ClientSession() as http:
-            async with http.post(f"{s.base}/pub", params={"id": "shared"}, data=b"to all") as r:
+            async with http.post(f"{s.base}/pub", params={"id": "shared"}, data="to all",
+                                 headers={"Content-Type": "text/plain"}) as r:
                 assert r.status == 200, await r.text()
         for ws in clients:
-            assert json.loads(await recv(ws, timeout=5))["text"] == "to all"
+            frame = await recv(ws, timeout=5)
+            assert json.loads(frame)["text"] == "to all", frame
         for ws in clients:
             with pytest.raises(asyncio.TimeoutError):
                 await recv(ws, timeout=0.05)        # once, not once per worker
