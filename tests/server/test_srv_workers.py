@@ -402,10 +402,9 @@ async def test_two_workers_share_channels_through_redis(tmp_path):
     s.env.pop("GOGIN_WORKERS_ALLOW_MEMORY")
     try:
         s.start()
-        pids = set(s.pids().values())
         clients = [await ws_connect(f"ws://127.0.0.1:{port}/ws/shared") for _ in range(16)]
-        by_pid = await stats_by_pid(s.base, pids)
-        assert set(by_pid) == pids, by_pid
+        by_pid = await stats_by_pid(s.base, set(s.pids().values()))
+        assert set(by_pid) == set(s.pids().values()), by_pid
         async with aiohttp.ClientSession() as http:
             async with http.post(f"{s.base}/pub", params={"id": "shared"}, data="to all",
                                  headers={"Content-Type": "text/plain"}) as r:
@@ -416,7 +415,32 @@ async def test_two_workers_share_channels_through_redis(tmp_path):
         for ws in clients:
             with pytest.raises(asyncio.TimeoutError):
                 await recv(ws, timeout=0.05)        # once, not once per worker
-        for ws in clients:
+        # a worker dies: its clients lose their connection, the other worker's keep receiving
+        # what is published on the port (the POST lands on the survivor meanwhile)
+        pids = s.pids()
+        os.kill(pids[1], signal.SIGKILL)
+        await asyncio.to_thread(s.wait_log, "was killed by signal 9 (SIGKILL)")
+
+        async def closed(ws) -> bool:
+            try:
+                await recv(ws, timeout=2)
+            except websockets.ConnectionClosed:
+                return True
+            except asyncio.TimeoutError:
+                return False
+            raise AssertionError("a message nobody published")
+        outcome = await asyncio.gather(*(closed(ws) for ws in clients))
+        lost = sum(outcome)
+        alive_ws = [ws for ws, gone in zip(clients, outcome) if not gone]
+        assert lost == by_pid[pids[1]] and len(alive_ws) == by_pid[pids[2]], \
+            (lost, len(alive_ws), by_pid)
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{s.base}/pub", params={"id": "shared"}, data="still here",
+                                 headers={"Content-Type": "text/plain"}) as r:
+                assert r.status == 200, await r.text()
+        for ws in alive_ws:
+            assert json.loads(await recv(ws, timeout=5))["text"] == "still here"
+        for ws in alive_ws:
             await ws.close()
     finally:
         s.close()
