@@ -10,6 +10,7 @@ import sys
 
 from gogin import __version__
 from gogin.auth import safe_url
+from gogin.brokers import BrokerUnavailable
 from gogin.config import ConfigError, load
 
 log = logging.getLogger("gogin")
@@ -76,7 +77,8 @@ async def run(cfg, ready=None, worker=None) -> int:
     server.worker = worker
     try:
         await server.start()
-    except OSError as e:           # ListenError: "cannot listen on HOST:PORT: why"
+    except (OSError, BrokerUnavailable) as e:
+        # ListenError: "cannot listen on HOST:PORT: why"; "cannot connect to Redis at URL: why"
         log.error("%s", e)
         if demo is not None:
             await demo.cleanup()

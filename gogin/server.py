@@ -85,6 +85,8 @@ class Server:
     async def start(self, sockets=None):
         """Listen (on config.server.listen, or on the given bound sockets) and attach."""
         s = self.config.server
+        # the broker first: once the port accepts, publishes and subscribes work
+        await self.broker.start()
         if sockets:
             for sock in sockets:
                 self.addresses.append(tuple(self.hub.listen(sock=sock)))
@@ -95,10 +97,10 @@ class Server:
                     bound = self.hub.listen(host, port, backlog=s.backlog,
                                             reuse_port=s.reuse_port)
                 except OSError as e:
+                    await self.broker.close()
                     raise ListenError(host, port, e) from e
                 self.addresses.append(tuple(bound))
         self.hub.attach(asyncio.get_running_loop())
-        await self.broker.start()
         await self.auth.start()
         self._sweeper = asyncio.ensure_future(self._sweep())
         self.started = time.monotonic()

@@ -121,8 +121,9 @@ class _Link:
             else:
                 await asyncio.wait_for(proto.call("PING"), interval)
         except (asyncio.TimeoutError, RespError):
-            log.warning("Redis connection %d did not answer a PING in %.0f s: reconnecting",
-                        self.index, interval)
+            log.warning("broker: Redis %s connection %d did not answer a PING in %.0f s: "
+                        "reconnecting", "PUB/SUB" if self.pubsub else "command", self.index,
+                        interval)
             proto.close()
 
     # -- PUB/SUB -------------------------------------------------------------------------------
@@ -139,7 +140,7 @@ class _Link:
             elif kind == b"subscribe":
                 self.confirmed += 1
                 self._wake()
-            elif kind == b"pong":
+            elif kind == b"pong" or r == b"PONG":     # subscribed, or not yet
                 self.pong.set()
             elif isinstance(r, RespError):
                 self.broker.note_failure("pubsub", r)
@@ -207,7 +208,8 @@ class RedisBroker:
         self._pending: dict = {}                     # id -> future of its subscription
         self._held: dict = {}                        # id -> live envelopes held during a fill
         self._filling: set = set()
-        self._failures: dict = {}                    # kind -> count (logged once per kind)
+        self._failures: dict = {}                    # kind -> count since it was last logged
+        self.errors: dict = {}                       # kind -> count, for ever (/metrics)
         self.counters = {"published": 0, "publish_errors": 0, "fills": 0, "reconnects": 0,
                          "resubscribed": 0}
         self._tasks: list = []
@@ -251,6 +253,7 @@ class RedisBroker:
         """Logged once per kind (and again after the broker was up meanwhile), counted always."""
         n = self._failures.get(kind, 0)
         self._failures[kind] = n + 1
+        self.errors[kind] = self.errors.get(kind, 0) + 1
         if n == 0:
             log.error("broker: Redis %s failed: %s", kind, e)
 
@@ -294,7 +297,7 @@ class RedisBroker:
         total = len(self.cmd) + len(self.subs)
         return {"broker": "redis", "state": "ok" if up == total else "degraded",
                 "connections_up": up, "connections": total,
-                "channels": len(self._ready), **self.counters,
+                "channels": len(self._ready), **self.counters, "errors": dict(self.errors),
                 **{f"received_{k}": v for k, v in self.hub.broker_counters().items()}}
 
     # -- publishing ----------------------------------------------------------------------------
@@ -312,6 +315,13 @@ class RedisBroker:
         raise BrokerUnavailable("Redis is unreachable")
 
     async def _script_call(self, name: str, keys: list, args: list):
+        if name == "read" and not any(lk.up.is_set() for lk in self.cmd):
+            # a PUB/SUB connection came back before the command ones: wait for them a little
+            waits = [asyncio.ensure_future(lk.up.wait()) for lk in self.cmd]
+            await asyncio.wait(waits, timeout=self.cfg.connect_timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
         proto = self._command_link(name != "read")
         try:
             return await proto.call("EVALSHA", self._sha[name], str(len(keys)), *keys, *args)
