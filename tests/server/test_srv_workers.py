@@ -476,3 +476,23 @@ def test_workers_broadcast_script_small_redis():
     rc, doc, out = run_broadcast_script("--broker", "redis")
     assert doc["connected"] == 400 and doc["received_once"] == 400, out
     assert doc["ok"] is True and rc == 0, out
+
+
+def test_unreachable_redis_at_start_stops_the_supervisor_with_1(tmp_path):
+    """Every worker's broker fails at start: the supervisor stops and exits 1 (the workers'
+    own status), with the worker's message in the log; nothing keeps restarting."""
+    dead = free_port()                       # nothing listens there
+    s = Supervised(tmp_path, workers=2, config={
+        "broker": {"type": "redis", "url": f"redis://127.0.0.1:{dead}/0",
+                   "connect_timeout": 0.5}})
+    s.env.pop("GOGIN_WORKERS_ALLOW_MEMORY")
+    try:
+        s.start(wait=False)
+        rc = s.wait(START_TIMEOUT)
+    finally:
+        s.close()
+    log = s.log()
+    assert rc == 1, log
+    assert f"127.0.0.1:{dead}" in log and "before it listened: stopping the others" in log, log
+    assert "restarting" not in log, log
+    assert not any(alive(p) for p in s.pids().values())
