@@ -944,13 +944,15 @@ class HealthLocation(Location):
 
     def handle(self, conn, req):
         self.check_access(conn, req)
+        hdrs = [("Content-Type", "text/plain")] + NO_CACHE
+        worker = getattr(self.server, "worker", None)
+        if worker is not None:                  # which of the --workers answered
+            hdrs.append(("X-Gogin-Worker", str(worker)))
         st = self.server.broker.state()
         if st["state"] == "ok":
-            return self.server.respond(conn, 200, [("Content-Type", "text/plain")] + NO_CACHE,
-                                       b"ok\n")
+            return self.server.respond(conn, 200, hdrs, b"ok\n")
         body = f"degraded\nbroker: {st['broker']} {st['state']}\n".encode()
-        self.server.respond(conn, 503, [("Content-Type", "text/plain")] + NO_CACHE +
-                            self.server.explain("Broker unavailable."), body)
+        self.server.respond(conn, 503, hdrs + self.server.explain("Broker unavailable."), body)
 
 
 class MetricsLocation(Location):

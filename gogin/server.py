@@ -70,6 +70,7 @@ class Server:
         self.locations = _locations.build(self, self.config.locations)
         self.broker = _brokers.create(self)
         self.addresses: list[tuple[str, int]] = []
+        self.worker: Optional[int] = None   # its number under --workers N (gogin/supervisor.py)
         self.started = time.monotonic()
         self._tasks: set = set()
         self._cors: dict = {}               # connection id -> allowed Origin of its request
