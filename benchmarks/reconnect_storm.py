@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -134,6 +135,15 @@ def bench(url: str, clients: int, args, tokens: str | None = None) -> dict:
     return rows[-1]
 
 
+def write_tokens(path: Path, clients: int, run: int) -> Path:
+    """One HS256 token per client (each its own user), all for gogin-bench's channel."""
+    exp = int(time.time()) + 3600
+    path.write_text("".join(
+        jwt.encode({"sub": f"storm{run}-{i}", "channels": ["storm0"], "exp": exp}, SECRET,
+                   algorithm="HS256") + "\n" for i in range(clients)))
+    return path
+
+
 def token_cache(port: int) -> dict:
     """gogin's token-cache counters (/metrics): which connects the cache answered."""
     import urllib.request
@@ -159,6 +169,9 @@ def main(argv=None) -> int:
                          "token-warm needs token-cold before it")
     ap.add_argument("--nice", type=int, default=0,
                     help="run gogin and the load client at this niceness (a shared machine)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run the rows this many times, interleaved (each token-cold with new "
+                         "tokens), and print the medians: a busy machine's noise")
     ap.add_argument("--json", help="write the rows here")
     args = ap.parse_args(argv)
     rows_wanted = [r.strip() for r in args.rows.split(",") if r.strip()]
@@ -184,44 +197,53 @@ def main(argv=None) -> int:
     try:
         wait_port(auth_port)
         wait_port(port)
-        # one token per client (each its own user), all for gogin-bench's channel
-        exp = int(time.time()) + 3600
-        tokens = tmp / "tokens.txt"
-        tokens.write_text("".join(
-            jwt.encode({"sub": f"storm{i}", "channels": ["storm0"], "exp": exp}, SECRET,
-                       algorithm="HS256") + "\n" for i in range(args.clients)))
         base = f"http://127.0.0.1:{port}"
         urls = {"direct": f"{base}/ws/{{channel}}",
                 "callback": f"{base}/subscribe/{{channel}}",
                 "token-cold": f"{base}/token/{{channel}}?token={{token}}",
                 "token-warm": f"{base}/token/{{channel}}?token={{token}}"}
-        rows = {}
-        for name in rows_wanted:
-            row = bench(urls[name], args.clients, args,
-                        str(tokens) if name.startswith("token") else None)
-            if name.startswith("token"):
-                cache = token_cache(port)
-                row["token_cache_after"] = cache
-            rows[name] = row
-            print(f"{name:10s} {row.get('connected', 0):>6,} connected in "
-                  f"{row.get('connect_seconds', float('nan')):.2f} s "
-                  f"({row.get('connects_per_s', 0):,.0f}/s), failed "
-                  f"{row.get('connect_failed', 0)}, load client CPU "
-                  f"{row.get('client_cpu_pct') or 0:.0f} % of its core over the whole run "
-                  f"(connects + {args.duration:g} s of publishes), delivered "
-                  f"{'all' if row.get('pass') else 'NOT all'}", flush=True)
-            if name.startswith("token"):
-                print(f"{'':10s} token cache after it: {cache.get('hits_total', 0):,.0f} hits, "
-                      f"{cache.get('misses_total', 0):,.0f} misses (PyJWT checks), "
-                      f"{cache.get('entries', 0):,.0f} entries, "
-                      f"{cache.get('bytes', 0) / 2**20:.1f} MiB", flush=True)
-        d = rows["direct"]["connect_seconds"]
-        for name in rows_wanted:
-            if name != "direct":
-                print(f"{name}: {rows[name]['connect_seconds'] / d:.2f}x the direct "
-                      "location's time")
+        runs: dict[str, list] = {name: [] for name in rows_wanted}
+        tokens = None
+        for r in range(args.repeat):
+            for name in rows_wanted:
+                if name == "token-cold":           # new users: tokens this gogin never saw
+                    tokens = write_tokens(tmp / f"tokens{r}.txt", args.clients, r)
+                before = token_cache(port) if name.startswith("token") else None
+                row = bench(urls[name], args.clients, args,
+                            str(tokens) if name.startswith("token") else None)
+                runs[name].append(row)
+                print(f"{name:10s} {row.get('connected', 0):>6,} connected in "
+                      f"{row.get('connect_seconds', float('nan')):.2f} s "
+                      f"({row.get('connects_per_s', 0):,.0f}/s), failed "
+                      f"{row.get('connect_failed', 0)}, load client CPU "
+                      f"{row.get('client_cpu_pct') or 0:.0f} % of its core over the whole run "
+                      f"(connects + {args.duration:g} s of publishes), delivered "
+                      f"{'all' if row.get('pass') else 'NOT all'}", flush=True)
+                if before is not None:
+                    after = token_cache(port)
+                    row["token_cache"] = {k: after.get(k, 0) - before.get(k, 0)
+                                          for k in ("hits_total", "misses_total")}
+                    row["token_cache"].update(entries=after.get("entries", 0),
+                                              bytes=after.get("bytes", 0))
+                    c = row["token_cache"]
+                    print(f"{'':10s} token cache during it: {c['hits_total']:,.0f} hits, "
+                          f"{c['misses_total']:,.0f} misses (PyJWT checks); "
+                          f"{c['entries']:,.0f} entries, {c['bytes'] / 2**20:.1f} MiB after",
+                          flush=True)
+            d = runs["direct"][-1]["connect_seconds"]
+            print("  ".join(f"{name}: {runs[name][-1]['connect_seconds'] / d:.2f}x direct"
+                            for name in rows_wanted if name != "direct"), flush=True)
+        if args.repeat > 1:
+            med = {name: statistics.median(x["connect_seconds"] for x in rs)
+                   for name, rs in runs.items()}
+            print(f"medians of {args.repeat} runs: " + ", ".join(
+                f"{name} {med[name]:.2f} s" + ("" if name == "direct" else
+                                               f" ({med[name] / med['direct']:.2f}x direct)")
+                for name in rows_wanted))
         if args.json:
-            Path(args.json).write_text(json.dumps(rows, indent=2))
+            Path(args.json).write_text(json.dumps(runs if args.repeat > 1 else
+                                                  {k: v[0] for k, v in runs.items()}, indent=2))
+        rows = {f"{name}#{i}": row for name, rs in runs.items() for i, row in enumerate(rs)}
         failed = sum(r.get("connect_failed", 0) for r in rows.values())
         short = [n for n, r in rows.items()
                  if r.get("connected", 0) != args.clients or not r.get("pass")]
