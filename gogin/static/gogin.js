@@ -34,7 +34,8 @@
  *   an EventSource stream ends at exp and reconnects with a new token (from its position);
  *   long-polls ask for a new token before a request when the current one is near its end.
  *   A connection closed because its token ended reconnects; a token refused at connect is a
- *   refusal like any other.
+ *   refusal like any other, and so is a token function that rejects with an error whose
+ *   `status` is a 4xx (the page's session is gone).
  */
 (function (global) {
   "use strict";
@@ -241,8 +242,14 @@
         this.tokenExp = tokenExp(token);
         open();
       }).catch((e) => {
-        // no token now (the page's token endpoint is down...): a failure like a network one
-        this._lost(cycle, { opened: false, tokenError: true, error: String(e) });
+        // no token now (the page's token endpoint is down...): a failure like a network one;
+        // an error with a 4xx `status` (not logged in...) is a refusal
+        const info = { opened: false, tokenError: true, error: String(e) };
+        if (e && typeof e.status === "number") {
+          info.status = e.status;
+          info.explain = e.explain || e.message;
+        }
+        this._lost(cycle, info);
       });
     }
 
