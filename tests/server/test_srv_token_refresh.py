@@ -120,3 +120,25 @@ async def test_token_ended_at_connect_is_not_retried(hs, chan):
         assert (exc.value.status, exc.value.explain) == (401, "Token expired.")
         await asyncio.sleep(0.5)
         assert len(calls) == 1 and sub.state == "refused"
+
+
+async def test_token_function_refusing_ends_the_subscription(hs, chan):
+    """The session behind the token function is gone: it raises Refused, which ends the
+    iteration (no retry); any other error is retried like a network failure."""
+    g = hs
+    calls = []
+
+    async def source() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("token endpoint down")          # retried
+        raise Refused(401, "not logged in")
+
+    async with Client(g.base, ws_path="/token/", token=source, min_delay=0.05,
+                      max_delay=0.1) as client:
+        sub = client.subscribe([chan])
+        with pytest.raises(Refused) as exc:
+            await next_item(sub)
+        assert (exc.value.status, exc.value.explain) == (401, "not logged in")
+        await asyncio.sleep(0.3)
+        assert len(calls) == 2 and sub.state == "refused"
