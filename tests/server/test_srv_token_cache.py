@@ -173,3 +173,30 @@ def test_grant_cache_bound_and_lru():
     assert c.size == sum(e[1] for e in c._entries.values())
     c.put("x" * (c.max_bytes // 8), grant(1e12), now=0.0)        # too big to keep
     assert c.get("x" * (c.max_bytes // 8), now=0.0) is None
+
+
+# -- ExpiryWheel itself, on a real event loop ---------------------------------------------------
+
+async def test_expiry_wheel_never_early_and_forgets_the_removed():
+    from gogin.expiry import ExpiryWheel
+    fired = []
+    wheel = ExpiryWheel(lambda conn, state: fired.append((conn, state, time.time())))
+    now = time.time()
+    ends = {"a": now + 0.2, "b": now + 1.3, "c": now + 0.2, "d": now + 2.0}
+    buckets = {c: wheel.add(c, c.upper(), end) for c, end in ends.items()}
+    assert buckets["a"] is buckets["c"]              # one bucket per second
+    assert len(wheel) == 4
+    ExpiryWheel.remove(buckets["c"], "c")            # closed before its end: never fired
+    ExpiryWheel.remove(buckets["d"], "d")            # moved earlier, as _arm_expiry does
+    buckets["d"] = wheel.add("d", "D", now + 0.1)
+    ExpiryWheel.remove(None, "x")                    # no bucket: nothing happens
+    deadline = time.monotonic() + 4
+    while len(fired) < 3 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    got = {conn: (state, t) for conn, state, t in fired}
+    assert set(got) == {"a", "b", "d"}, fired       # "c" was removed; "d" fired once
+    assert got["a"][1] >= ends["a"] and got["b"][1] >= ends["b"]   # never early
+    assert got["b"][1] < ends["b"] + 1.5             # at most about a second late
+    await asyncio.sleep(2.2 - (time.time() - now))   # d's first second passes: no second fire
+    assert [c for c, _, _ in fired].count("d") == 1
+    wheel.close()
