@@ -54,7 +54,6 @@ HUB_METRICS = [
     ("gogin_client_messages_total", "counter", "WebSocket messages received from clients.",
      "messages_in"),
 ]
-AUTH_CALLS = ("gogin_auth_calls_total", "Callbacks made to the main server.")
 # the cache of verified tokens (gogin.tokens.GrantCache), when [auth.token] has one
 TOKEN_CACHE = [
     ("gogin_token_cache_hits_total", "counter",
@@ -65,6 +64,7 @@ TOKEN_CACHE = [
     ("gogin_token_cache_bytes", "gauge",
      "Bytes charged to the cache (bounded by auth.token.cache_bytes).", "size"),
 ]
+AUTH_CALLS = ("gogin_auth_calls_total", "Callbacks made to the main server.")
 
 
 class HubCollector:
@@ -78,8 +78,6 @@ class HubCollector:
         for name, kind, help_, key in HUB_METRICS:
             family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
             yield family(name, help_, value=st[key])
-        name, help_ = AUTH_CALLS
-        yield CounterMetricFamily(name, help_, value=self.server.auth_calls())
         verifier = getattr(self.server, "tokens", None)
         cache = verifier.cache if verifier is not None else None
         if cache is not None:
@@ -87,6 +85,8 @@ class HubCollector:
                 family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
                 value = len(cache) if attr is None else getattr(cache, attr)
                 yield family(name, help_, value=value)
+        name, help_ = AUTH_CALLS
+        yield CounterMetricFamily(name, help_, value=self.server.auth_calls())
 
 
 def registry_for(server) -> CollectorRegistry:
