@@ -114,6 +114,10 @@ class Server:
         for t in list(self._tasks):
             t.cancel()
         await self.hub.shutdown(self.config.server.shutdown_timeout if timeout is None else timeout)
+        for loc in self.locations:             # the token locations' expiry timers
+            wheel = getattr(loc, "expiry_wheel", None)
+            if wheel is not None:
+                wheel.close()
         await self.broker.close()
         await self.auth.close()
 
@@ -351,9 +355,9 @@ class Server:
     def _on_close(self, conn, reason):
         self._cors.pop(conn.id, None)
         state = conn.data
-        timer = getattr(state, "expiry", None)     # a token connection's end (TokenState)
-        if timer is not None:
-            timer.cancel()
+        expiry = getattr(state, "expiry", None)    # a token connection's end (TokenState):
+        if expiry is not None:                     # its bucket of the location's ExpiryWheel
+            expiry.pop(conn, None)
         if state is not None and getattr(state, "channels", None):
             self.note_unsubscribed(state.channels)
         conn.data = None
