@@ -1412,7 +1412,6 @@ cdef class Hub:
             n = min(len(reason), 123)
             memcpy(payload + 2, PyBytes_AS_STRING(reason), n)
             n += 2
-        c.close_code = code
         f = ws_frame(CLOSE, payload, n)
         if f != NULL:
             self._settle()
