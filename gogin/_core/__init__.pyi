@@ -198,6 +198,22 @@ class Hub:
         """Connections subscribed to a channel (for admin, not hot paths)."""
     def stats(self) -> dict[str, int]:
         """Counters for /channels-stats and /metrics."""
+    # a shared broker's receive path (gogin/brokers): envelopes numbered by the broker
+    def deliver_batch(self, replies: list[list[bytes]],
+                      prefix_len: int) -> list[tuple[str, bytes]] | None:
+        """One PUB/SUB read's [kind, channel, envelope] messages (channel = prefix + id):
+        each next one is stored and fanned out in the core; returns [(name, envelope)] of
+        those the broker must handle (a jump, a new epoch, a deletion), or None."""
+    def deliver_fill(self, name: str, envelopes: list[bytes]) -> int:
+        """A channel's stored envelopes (oldest first), then those held meanwhile, delivered
+        in id order with the gap signal (id -4) before a real gap.  Returns those delivered."""
+    def sync_position(self, name: str, epoch: int, last_id: int) -> None:
+        """After a fill: the broker's own (epoch, last id) for the channel; what no stored
+        copy brought is a gap for this node's subscribers."""
+    def set_gap_text(self, text: bytes) -> None:
+        """The text of the gap signal (id -4) the broker path sends."""
+    def broker_counters(self) -> dict[str, int]:
+        """received, delivered, duplicates, unknown, malformed, held, gaps."""
     # timers, shutdown
     def run_timers(self) -> None:
         """Advance the timing wheel to now and fire what is due."""
@@ -267,6 +283,9 @@ class Channel:
     @property
     def last_id(self) -> int:
         """Id of the last message (per-channel sequence)."""
+    @property
+    def epoch(self) -> int:
+        """A shared broker's numbering of the ids (0: local)."""
     @property
     def last_time(self) -> int:
         """Seconds of the last message."""
