@@ -23,7 +23,9 @@ from gogin._core.includes.sockets cimport (
     msghdr, errno, EAGAIN, EWOULDBLOCK, EINTR,
     time_t, tm, gmtime_r, strftime, gg_would_block,
 )
-from gogin._core.includes.compat cimport gg_sendmsg
+from gogin._core.includes.compat cimport gg_sendmsg, GG_SIGPIPE_SAFE
+
+_SIGPIPE_SAFE = bool(GG_SIGPIPE_SAFE)  # this build's sends never raise SIGPIPE (tests read it)
 
 cdef enum Token:
     TOKEN_LITERAL = 0

@@ -6,6 +6,7 @@ from gogin._core.includes.sockets cimport sockaddr, socklen_t, msghdr, ssize_t
 cdef extern from "compat.h" nogil:
     enum:
         GG_MSG_NOSIGNAL    # MSG_NOSIGNAL, or 0 where each socket carries SO_NOSIGPIPE instead
+        GG_SIGPIPE_SAFE    # 1: no gg_send / gg_sendmsg raises SIGPIPE (0: only if it is ignored)
     # fcntl: O_NONBLOCK and FD_CLOEXEC on an existing fd (0, or -1 + errno)
     int gg_nonblock_cloexec(int fd)
     # SO_NOSIGPIPE where sends cannot say MSG_NOSIGNAL; a no-op elsewhere (0, or -1 + errno)

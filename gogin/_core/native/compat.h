@@ -48,6 +48,12 @@
 #define GG_MSG_NOSIGNAL 0 /* per-socket instead: gg_nosigpipe() (SO_NOSIGPIPE) */
 #endif
 
+#if defined(GG_HAVE_MSG_NOSIGNAL) || defined(SO_NOSIGPIPE)
+#define GG_SIGPIPE_SAFE 1 /* no send below can raise SIGPIPE */
+#else
+#define GG_SIGPIPE_SAFE 0 /* neither exists (-DGG_COMPAT_POSIX on Linux): SIGPIPE must be ignored */
+#endif
+
 /* Make fd non-blocking and close-on-exec.  0, or -1 with errno set. */
 static inline int gg_nonblock_cloexec(int fd) {
     int fl = fcntl(fd, F_GETFL);
