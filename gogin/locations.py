@@ -21,8 +21,7 @@ from typing import Optional, Union
 
 import msgspec
 
-from gogin._core import Opcode
-from gogin._core.fanout import format_http_date
+from gogin._core import Opcode, format_http_date
 from gogin.auth import PublishRequest, SubscribeRequest
 from gogin.brokers import BrokerUnavailable
 from gogin.extensions import negotiate_deflate

@@ -9,7 +9,7 @@ import logging
 import time
 from typing import Optional
 
-from gogin._core import Hub
+from gogin._core import Hub, build_head
 from gogin import brokers as _brokers
 from gogin.auth import CallableAuth, MainServerAuth
 from gogin.config import Config, parse_listen
@@ -271,7 +271,6 @@ class Server:
     # -- HTTP answers ------------------------------------------------------------------------
 
     def head(self, status: int, headers=(), content_length: int = -1, keep_alive=True) -> bytes:
-        from gogin._core.hub import build_head
         return build_head(status, headers, content_length, keep_alive)
 
     def stream_head(self, conn, status: int, headers=()) -> bytes:
