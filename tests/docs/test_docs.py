@@ -18,10 +18,11 @@ SECTIONS = {
     "`[limits]`": config.Limits,
     "`[auth]`": config.Auth,
     "`[auth.token]`": config.TokenAuth,
+    "`[broker]`": config.Broker,
     "`[[locations]]`": config.Location,
     "Top level": config.Config,
 }
-NESTED = {"server", "limits", "auth", "locations"}     # Config fields that are sections
+NESTED = {"server", "limits", "auth", "broker", "locations"}     # Config fields that are sections
 
 
 def read_doc() -> str:
