@@ -927,6 +927,13 @@ class StatsLocation(Location):
         hdrs = [("Content-Type", fmt.content_type)] + NO_CACHE
         if not ids:
             return self.server.respond(conn, 200, hdrs, stats.summarized(self.server, fmt))
+        if self.server.broker.shared and not any("*" in n or n == "ALL" for n in ids):
+            for name in ids:
+                if len(name) > self.server.config.limits.max_channel_id_length:
+                    raise HttpError(400, "Channel id is too large.")
+            task = asyncio.ensure_future(self._cluster_info(conn, ids, fmt, hdrs))
+            self.server.track(task)
+            return
         # the first id that is a pattern decides for the whole request, as in the module
         for name in ids:
             if len(name) > self.server.config.limits.max_channel_id_length:
@@ -938,6 +945,24 @@ class StatsLocation(Location):
             if name == "ALL":
                 return self.server.respond(conn, 200, hdrs, stats.all_channels(self.server, fmt))
         answer_channels_info(self.server, conn, req, ids)
+
+
+    async def _cluster_info(self, conn, ids, fmt, hdrs):
+        """A shared broker: the channels' counts as Redis has them, subscribers of every live
+        node (as of their last heartbeat; this node's as of now)."""
+        server = self.server
+        try:
+            found = await server.broker.cluster_channels(list(dict.fromkeys(ids)))
+        except BrokerUnavailable:
+            if not conn.closed:
+                server.error(conn, HttpError(503, "Broker unavailable."))
+            return
+        if conn.closed:
+            return
+        rows = [ChannelRow(n, *found[n]) for n in dict.fromkeys(ids) if n in found]
+        if not rows:
+            return server.error(conn, HttpError(404, "Channel not found."))
+        server.respond(conn, 200, hdrs, stats.channels_info(server, fmt, rows))
 
 
 class HealthLocation(Location):

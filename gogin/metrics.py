@@ -108,6 +108,12 @@ class HubCollector:
         broker = self.server.broker
         if not broker.shared:
             return
+        nodes = getattr(broker, "nodes", None) or []
+        yield GaugeMetricFamily("gogin_cluster_nodes", "Live nodes sharing the broker (as of "
+                                "this node's last heartbeat).", value=len(nodes))
+        yield GaugeMetricFamily("gogin_cluster_subscribers", "Subscriptions on every live "
+                                "node (each as of its last heartbeat).",
+                                value=sum(d.get("subscribers", 0) for d in nodes))
         bst = broker.state()
         for name, help_, key in BROKER_METRICS:
             if key is None:

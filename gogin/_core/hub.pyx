@@ -512,6 +512,10 @@ cdef class Connection:
         return f"<Connection #{self.c.id} fd={self.c.fd} {self.state} peer={self.peer}>"
 
 
+cdef enum:
+    EPOCH_NONE = -1            # Channel.epoch: synced with a broker that had no numbering
+
+
 cdef struct BrokerCounters:        # the receive path of a shared broker (deliver_batch)
     int64_t received           # envelopes handed to the hub
     int64_t delivered          # ... published to the channel's subscribers (and stored)
@@ -1615,13 +1619,21 @@ cdef class Hub:
                               PyBytes_GET_SIZE(env), &e) != 0:
                 self._bc.malformed += 1
                 continue
-            if e.epoch == ch.epoch and not e.flags & ENV_DELETED:
+            if e.flags & ENV_DELETED:
+                pass
+            elif e.epoch == ch.epoch:
                 if e.id <= ch.last_id:
                     self._bc.duplicates += 1
                     continue
                 if e.id == ch.last_id + 1:
                     self._deliver_env(ch, &e, 0)
                     continue
+            elif ch.epoch == EPOCH_NONE and e.id == 1:
+                # the first message of a channel the broker had no numbering for when this
+                # node subscribed: the numbering starts here, nothing came before it
+                ch.epoch = e.epoch
+                self._deliver_env(ch, &e, 0)
+                continue
             self._bc.held += 1
             if report is None:
                 report = []
@@ -1650,14 +1662,22 @@ cdef class Hub:
             if e.flags & ENV_DELETED:
                 continue
             if e.epoch != ch.epoch:
-                if ch.epoch != 0 or ch.last_id != 0:
+                if ch.epoch > 0 or ch.last_id != 0:
                     # the numbering this node knew is gone with the broker's data
                     history_clear_channel(&self._hist, &ch.hist)
                     self._signal_gap(ch, &e)
+                    ch.last_id = e.id - 1
+                elif ch.epoch == EPOCH_NONE:
+                    # the broker had no numbering when this node synced: every id from 1 was
+                    # published since, so ids before this one are lost here
+                    ch.last_id = 0
+                    if e.id > 1:
+                        self._signal_gap(ch, &e)
+                        ch.last_id = e.id - 1
                 else:
                     self._mark_unseen(ch, e.id - 1, e.time, e.tag - 1)
+                    ch.last_id = e.id - 1
                 ch.epoch = e.epoch
-                ch.last_id = e.id - 1
             elif e.id <= ch.last_id:
                 self._bc.duplicates += 1
                 continue
@@ -1668,13 +1688,20 @@ cdef class Hub:
         return done
 
     def sync_position(self, str name, int64_t epoch, int64_t last_id):
-        """After a fill: the broker's own count for the channel (epoch, last id).  Messages up
+        """After a fill: the broker's own count for the channel (epoch, last id; epoch 0: the
+        broker has none, and the channel's epoch becomes -1, "synced, nothing before").  Messages up
         to it that no stored copy brought are lost for this node's subscribers (gap signal);
         for a channel new here, the position is taken silently, and a client resuming from
         before it is told of the gap."""
         cdef Channel ch = self._reg.channels.get(name)
         cdef Envelope e
-        if ch is None or epoch == 0:
+        if ch is None:
+            return
+        if epoch == 0:
+            # the broker has no numbering for it (never published, deleted, or lost): from
+            # now on this node knows every id from 1 is new (deliver_fill)
+            if ch.epoch == 0 and ch.last_id == 0:
+                ch.epoch = EPOCH_NONE
             return
         if ch.epoch == 0 and ch.last_id == 0:
             ch.epoch = epoch

@@ -110,7 +110,7 @@ def test_sync_position_new_channel_silent_known_channel_gap():
     assert hub.broker_counters()["gaps"] == 1 and hub.channel("a").last_id == 45
     hub.sync_position("a", EPOCH, 44)                       # behind: nothing
     hub.sync_position("b", 0, 0)                            # no numbering in Redis: nothing
-    assert hub.channel("b").epoch == 0
+    assert hub.channel("b").epoch == -1                     # synced: nothing existed
     assert hub.broker_counters()["gaps"] == 1
 
 
@@ -151,3 +151,18 @@ async def test_subscribers_get_next_messages_and_one_gap_signal(make_server):
         got = [json.loads(await asyncio.wait_for(sub.recv(), 5)) for _ in range(5)]
         assert [(m["id"], m["text"]) for m in got] == [
             (10, "m10"), (11, "m11"), (-4, "lost"), (13, "m13"), (14, "m14")]
+
+
+def test_a_channel_new_in_redis_counts_every_id_from_one():
+    """Synced when Redis had no numbering (epoch -1): a fill that starts past id 1 (a burst
+    trimmed out of the history before this node read it) is a gap, not a silent start."""
+    hub = _hub("a", "b")
+    hub.sync_position("a", 0, 0)
+    assert hub.channel("a").epoch == -1
+    hub.deliver_fill("a", [env(i) for i in range(201, 301)])
+    assert hub.broker_counters()["gaps"] == 1
+    assert ids(hub, "a")[0] == 201 and hub.channel("a").epoch == EPOCH
+    hub.sync_position("b", 0, 0)
+    hub.deliver_fill("b", [env(1), env(2)])                 # from 1: nothing missed
+    assert hub.broker_counters()["gaps"] == 1
+    assert ids(hub, "b") == [1, 2]
