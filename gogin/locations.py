@@ -942,17 +942,29 @@ class StatsLocation(Location):
 
 class HealthLocation(Location):
     """200 "ok"; with a shared broker that is not fully connected, 503 "degraded" (publishes
-    fail and new channels cannot start; connected subscribers stay)."""
+    fail and new channels cannot start; connected subscribers stay).  With NATS ingest, a
+    "nats: <state>" line; 503 "starting" while its start-up replay runs."""
 
     def handle(self, conn, req):
         self.check_access(conn, req)
         st = self.server.broker.state()
-        if st["state"] == "ok":
+        ingest = self.server.ingest
+        if st["state"] == "ok" and ingest is None:
             return self.server.respond(conn, 200, [("Content-Type", "text/plain")] + NO_CACHE,
                                        b"ok\n")
-        body = f"degraded\nbroker: {st['broker']} {st['state']}\n".encode()
-        self.server.respond(conn, 503, [("Content-Type", "text/plain")] + NO_CACHE +
-                            self.server.explain("Broker unavailable."), body)
+        head, lines, status, extra = "ok", [], 200, []
+        if st["state"] != "ok":
+            head, status = "degraded", 503
+            lines.append(f"broker: {st['broker']} {st['state']}")
+            extra = self.server.explain("Broker unavailable.")
+        if ingest is not None:        # "nats: ok" / "disconnected" / "replaying" (503) / ...
+            ready, line = ingest.health()
+            if not ready:
+                head, status = ("starting" if head == "ok" else head), 503
+            lines.append(line)
+        body = "\n".join([head] + lines).encode() + b"\n"
+        self.server.respond(conn, status, [("Content-Type", "text/plain")] + NO_CACHE + extra,
+                            body)
 
 
 class MetricsLocation(Location):

@@ -72,10 +72,48 @@ class HubCollector:
         yield CounterMetricFamily(name, help_, value=self.server.auth_calls())
 
 
+class IngestCollector:
+    """NATS ingest's counters (gogin/ingest.py), when [nats] url is set."""
+
+    def __init__(self, server):
+        self.server = server
+
+    def collect(self):
+        ing = getattr(self.server, "ingest", None)
+        if ing is None:
+            return
+        yield CounterMetricFamily("gogin_nats_ingested_total",
+                                  "Messages from NATS published into channels.",
+                                  value=ing.ingested)
+        rej = CounterMetricFamily("gogin_nats_rejected_total",
+                                  "Messages from NATS that could not be used, by kind.",
+                                  labels=["kind"])
+        for kind, n in ing.rejected.items():
+            rej.add_metric([kind], n)
+        yield rej
+        yield CounterMetricFamily("gogin_nats_redelivered_total",
+                                  "JetStream messages delivered again (num_delivered > 1).",
+                                  value=ing.redelivered)
+        yield CounterMetricFamily("gogin_nats_duplicates_total",
+                                  "Redelivered messages this node had published: acknowledged, "
+                                  "not published again.", value=ing.duplicates)
+        yield CounterMetricFamily("gogin_nats_replayed_total",
+                                  "Messages read again from the stream at start into history.",
+                                  value=ing.replayed)
+        yield CounterMetricFamily("gogin_nats_publish_failures_total",
+                                  "Messages whose publish failed (JetStream: redelivered).",
+                                  value=ing.publish_failures)
+        yield CounterMetricFamily("gogin_nats_reconnects_total", "Reconnections to NATS.",
+                                  value=ing.reconnects)
+        yield GaugeMetricFamily("gogin_nats_connected", "1 while connected to NATS.",
+                                value=1 if ing.connected() else 0)
+
+
 def registry_for(server) -> CollectorRegistry:
     """The private registry of one server: gogin's metrics, then process_* and python_info."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(HubCollector(server))
+    registry.register(IngestCollector(server))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry
