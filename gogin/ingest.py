@@ -217,9 +217,15 @@ class Ingest:
         import nats
         where = shown_servers(self.cfg.url)
         if self._nc is None:
+            opts = self._options()
+            # nats-py retries a first connect forever when reconnects are unlimited: bound it
+            budget = self.cfg.connect_timeout * len(opts["servers"]) + 1.0
             try:
-                self._nc = await nats.connect(**self._options())
-            except Exception as e:      # refused, timed out, TLS, authorization
+                self._nc = await asyncio.wait_for(nats.connect(**opts), budget)
+            except asyncio.TimeoutError:
+                raise IngestError(f"cannot connect to NATS at {where}: no server answered "
+                                  f"within {budget:.1f} s") from None
+            except Exception as e:      # refused, TLS, authorization
                 raise IngestError(f"cannot connect to NATS at {where}: {_describe(e)}") from None
         try:
             if self.cfg.ingest_durable:
