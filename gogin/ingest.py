@@ -30,6 +30,7 @@ once per kind with its reason; it never stops ingest.  Nothing is logged per mes
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import ssl
 import time
@@ -43,7 +44,8 @@ log = logging.getLogger("gogin.ingest")
 
 REJECT_KINDS = ("bad_json", "no_channel", "forbidden_channel", "bad_channel", "too_large",
                 "empty", "bad_event_field")
-FETCH_WAIT = 1.0             # seconds a JetStream fetch waits for messages (then again)
+PULL_EXPIRES = 5.0           # seconds a JetStream pull request waits for messages
+PULL_DEPTH = 2               # pull requests outstanding
 SETUP_RETRY_MAX = 10.0       # cap of the wait between attempts to set the consumer up
 CHECKED_IDS_MAX = 4096       # channel ids remembered as valid (cleared when full)
 RUNS_MAX = 8192              # runs of published stream sequences remembered (oldest dropped)
@@ -115,7 +117,8 @@ class Ingest:
         self._checked: set = set()
         self._nc = None
         self._js = None
-        self._psub = None
+        self._pull_sub = None
+        self._consumer_lost = False
         self._task: Optional[asyncio.Task] = None
         self._core_sub = None
         self._run_starts: list[int] = []     # closed runs of published stream sequences
@@ -172,7 +175,7 @@ class Ingest:
 
     def _run(self):
         if self.cfg.ingest_durable:
-            self._task = asyncio.ensure_future(self._pull_loop())
+            self._task = asyncio.ensure_future(self._pull_loop())   # the watchdog
         self.state = "ok" if self._nc is not None and self._nc.is_connected else "disconnected"
 
     async def _retry_start(self):
@@ -197,7 +200,8 @@ class Ingest:
                     connect_timeout=c.connect_timeout, reconnect_time_wait=c.reconnect_time_wait,
                     max_reconnect_attempts=-1, allow_reconnect=True, name="gogin-ingest",
                     error_cb=self._on_error, disconnected_cb=self._on_disconnected,
-                    reconnected_cb=self._on_reconnected, closed_cb=self._on_closed)
+                    reconnected_cb=self._on_reconnected, closed_cb=self._on_closed,
+                    skip_subject_validation=True)   # config-checked, or the server's own
         for key in ("user", "password", "token", "tls_hostname"):
             if getattr(c, key) is not None:
                 opts[key] = getattr(c, key)
@@ -230,6 +234,7 @@ class Ingest:
         try:
             if self.cfg.ingest_durable:
                 await self._setup_jetstream()
+                await self._pull_start()
             else:
                 self._core_sub = await self._nc.subscribe(
                     self.cfg.ingest_subject, queue=self.cfg.queue_group, cb=self._on_core_msg,
@@ -257,6 +262,9 @@ class Ingest:
         log.info("NATS ingest: reconnected to %s", shown_servers(self.cfg.url))
         if self.state == "disconnected":
             self.state = "ok"
+        if self._pull_sub is not None:     # the old connection's pull requests are gone
+            self._requests.clear()
+            await self._refill()
 
     async def _on_closed(self):
         if self.state != "stopped":
@@ -295,8 +303,6 @@ class Ingest:
             first = max(stream.state.first_seq or 1, last - c.ingest_replay + 1)
             if last >= first:
                 await self._replay(first, last)
-        self._psub = await js.pull_subscribe_bind(durable=c.ingest_durable,
-                                                  stream=c.ingest_stream)
 
     async def _replay(self, first: int, last: int):
         """Publish the stream's messages first..last again (what the consumer had delivered
@@ -349,65 +355,131 @@ class Ingest:
                  "into history in %.2f s", self.replayed, c.ingest_stream, first, last,
                  time.monotonic() - t0)
 
-    async def _pull_loop(self):
-        batch = self.cfg.ingest_batch
-        delay = self.cfg.reconnect_time_wait
-        from nats.errors import TimeoutError as NatsTimeout
-        while True:
-            try:
-                if self._psub is None:
-                    await self._setup_jetstream()
-                    delay = self.cfg.reconnect_time_wait
-                msgs = await self._psub.fetch(batch, timeout=FETCH_WAIT)
-            except (NatsTimeout, asyncio.TimeoutError):
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:        # the consumer was deleted, JetStream unavailable...
-                self._log_once(("fetch", type(e).__name__), "NATS ingest: fetch failed: %s",
-                               _describe(e))
-                self._psub = None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, SETUP_RETRY_MAX)
-                continue
-            if self.state == "replaying":
-                self.state = "ok"
-            await self._handle_batch(msgs)
+    # The pull loop: nats-py's fetch() waits for each message with its own timer (a task per
+    # message); instead the consumer's inbox is a plain subscription whose callback handles
+    # each message, and pull requests (batch of ingest_batch, expiring after PULL_EXPIRES)
+    # are kept two deep, so the next batch is on its way while one is handled.
 
-    async def _handle_batch(self, msgs):
-        pub = self._nc.publish
-        for m in msgs:
-            reply = m.reply
-            tokens = reply.split(".")
-            if len(tokens) == 9:           # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>...
-                delivered, seq = int(tokens[4]), int(tokens[5])
-            else:
-                md = m.metadata
-                delivered, seq = md.num_delivered, md.sequence.stream
-            if delivered > 1:
-                self.redelivered += 1
-                if self._was_published(seq):
-                    self.duplicates += 1
-                    await pub(reply, ACK)
+    async def _pull_start(self):
+        c = self.cfg
+        self._inbox = self._nc.new_inbox()
+        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{c.ingest_stream}.{c.ingest_durable}"
+        self._next_body = msgspec.json.encode({"batch": c.ingest_batch,
+                                               "expires": int(PULL_EXPIRES * 1e9)})
+        self._requests: collections.deque = collections.deque()   # messages each may bring
+        self._last_rx = time.monotonic()
+        self._pull_sub = await self._nc.subscribe(
+            self._inbox, cb=self._on_pull_msg, pending_msgs_limit=1 << 20,
+            pending_bytes_limit=1 << 30)
+        await self._refill()
+
+    async def _refill(self):
+        while len(self._requests) < PULL_DEPTH and self._nc.is_connected:
+            self._requests.append(self.cfg.ingest_batch)
+            await self._nc.publish(self._next_subject, self._next_body, reply=self._inbox)
+
+    async def _pull_loop(self):
+        """Watchdog: pull requests lost with a connection, or a consumer that went away (NATS
+        restarted with an empty store): ask again, set the consumer up again."""
+        delay = self.cfg.reconnect_time_wait
+        while True:
+            await asyncio.sleep(PULL_EXPIRES / 2)
+            nc = self._nc
+            if nc is None or not nc.is_connected:
+                continue
+            if self._consumer_lost:
+                try:
+                    await self._pull_sub.unsubscribe()
+                except Exception:
+                    pass
+                try:
+                    await self._setup_jetstream()
+                    await self._pull_start()
+                    self._consumer_lost = False
+                    delay = self.cfg.reconnect_time_wait
+                    self.state = "ok"
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:
+                    self._log_once(("setup", type(e).__name__),
+                                   "NATS ingest: cannot set the consumer up: %s", _describe(e))
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, SETUP_RETRY_MAX)
+                continue
+            if time.monotonic() - self._last_rx > PULL_EXPIRES + 1.0:
+                self._requests.clear()       # expired long ago without a word: lost
+                self._last_rx = time.monotonic()
+                try:                         # ... or no consumer answers them any more
+                    await self._js.consumer_info(self.cfg.ingest_stream,
+                                                 self.cfg.ingest_durable)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:
+                    self._log_once(("consumer", type(e).__name__),
+                                   "NATS ingest: consumer %r unavailable: %s",
+                                   self.cfg.ingest_durable, _describe(e))
+                    self._consumer_lost = True
                     continue
-            try:
-                r = self._publish_nats(m.subject, m.data, m.headers, seq)
-                if r is not None:
-                    await r
-            except Rejected as e:
-                self._reject(e)
-                await pub(reply, TERM)
-                continue
-            except Exception as e:         # a shared broker's publish failed: again later
-                self.publish_failures += 1
-                self._log_once(("publish", type(e).__name__),
-                               "NATS ingest: publish failed, message left for redelivery: %s",
-                               _describe(e))
-                await pub(reply, b'-NAK {"delay": %d}' % int(NAK_DELAY * 1e9))
-                continue
-            self.ingested += 1
-            self._note_published(seq)
-            await pub(reply, ACK)
+            await self._refill()
+
+    async def _on_pull_msg(self, m):
+        self._last_rx = time.monotonic()
+        requests = self._requests
+        if not m.reply:                    # a status of a pull request (ADR-13)
+            status = m.headers.get("Status") if m.headers else None
+            if status == "100":            # idle heartbeat
+                return
+            if requests:
+                requests.popleft()         # 408: expired (the oldest one), 409: ended
+            if status in ("408", "404"):
+                await self._refill()
+            else:                          # 409 consumer deleted, ...: the watchdog decides
+                self._log_once(("pull", status), "NATS ingest: pull request ended: %s %s",
+                               status, m.headers.get("Description", "") if m.headers else "")
+                if status == "409" and "deleted" in str(m.headers).lower():
+                    self._consumer_lost = True
+            return
+        if requests:
+            requests[0] -= 1
+            if requests[0] <= 0:
+                requests.popleft()
+        await self._handle_one(m)
+        if len(requests) < PULL_DEPTH:
+            await self._refill()
+
+    async def _handle_one(self, m):
+        pub = self._nc.publish
+        reply = m.reply
+        tokens = reply.split(".")
+        if len(tokens) == 9:               # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>...
+            delivered, seq = int(tokens[4]), int(tokens[5])
+        else:
+            md = m.metadata
+            delivered, seq = md.num_delivered, md.sequence.stream
+        if delivered > 1:
+            self.redelivered += 1
+            if self._was_published(seq):
+                self.duplicates += 1
+                await pub(reply, ACK)
+                return
+        try:
+            r = self._publish_nats(m.subject, m.data, m.headers, seq)
+            if r is not None:
+                await r
+        except Rejected as e:
+            self._reject(e)
+            await pub(reply, TERM)
+            return
+        except Exception as e:             # a shared broker's publish failed: again later
+            self.publish_failures += 1
+            self._log_once(("publish", type(e).__name__),
+                           "NATS ingest: publish failed, message left for redelivery: %s",
+                           _describe(e))
+            await pub(reply, b'-NAK {"delay": %d}' % int(NAK_DELAY * 1e9))
+            return
+        self.ingested += 1
+        self._note_published(seq)
+        await pub(reply, ACK)
 
     # -- published stream sequences, as runs (a single reader's are one run) ------------------
 
