@@ -13,9 +13,10 @@ gogin had.  Two modes:
   --messages messages as fast as it can; the rate is what gogin ingested per second of the
   run, with the messages it never got (NATS drops a slow consumer's excess) shown as lost.
 
-Rates come from gogin's own counter (gogin_nats_ingested_total on /metrics, polled), gogin's
-CPU from /proc.  Subscribers: --subscribers WebSocket clients on the channels (0 by default:
-this measures ingest, the fanout has its own benchmark).
+Rates come from gogin's own counter (gogin_nats_ingested_total on /metrics, polled); the CPU
+of gogin and of nats-server from /proc (which of the two was the limit).  --subscribers: that
+many WebSocket clients on the channels (0 by default: this measures ingest; the fanout has its
+own benchmark).
 
   nice -n 19 python benchmarks/nats_ingest.py --messages 20000          # a quick check
   python benchmarks/nats_ingest.py --messages 500000 --json ingest.json  # on quiet cores
@@ -176,6 +177,7 @@ async def run_mode(args, mode: str, workdir: Path) -> dict:
             now = time.monotonic()
             if n > 0 and t_first is None:
                 t_first, n_first, cpu0 = now, n, cpu_seconds(gogin.pid)
+                ncpu0 = cpu_seconds(natsd.pid)
             if n > last:
                 t_last, last, still = now, n, 0
             elif n > 0:
@@ -185,6 +187,7 @@ async def run_mode(args, mode: str, workdir: Path) -> dict:
                 break
             await asyncio.sleep(0.05)
         cpu = cpu_seconds(gogin.pid) - (cpu0 or 0)
+        ncpu = cpu_seconds(natsd.pid) - (ncpu0 if cpu0 is not None else 0)
         for t in tasks:
             t.cancel()
         for ws in conns:
@@ -195,6 +198,7 @@ async def run_mode(args, mode: str, workdir: Path) -> dict:
                 "ingested": int(last), "lost": int(args.messages - last),
                 "seconds": round(dt, 3), "messages_per_s": round(counted / dt),
                 "server_cpu_pct": round(100 * cpu / dt) if dt == dt else None,
+                "nats_server_cpu_pct": round(100 * ncpu / dt) if dt == dt else None,
                 "subscribers": args.subscribers, "server_cpu": args.server_cpu,
                 "client_cpu": args.client_cpu, "batch": args.batch}
     finally:
@@ -228,7 +232,8 @@ def main() -> int:
             rows.append(row)
             print(f"{row['mode']:9s} {row['messages_per_s']:>9,} msg/s  "
                   f"({row['ingested']:,} of {row['messages']:,} in {row['seconds']} s, "
-                  f"lost {row['lost']:,}, gogin CPU {row['server_cpu_pct']}%, "
+                  f"lost {row['lost']:,}, CPU gogin {row['server_cpu_pct']}% "
+                  f"nats-server {row['nats_server_cpu_pct']}%, "
                   f"{row['size']} B, cpu {row['server_cpu']} vs {row['client_cpu']})",
                   flush=True)
     if args.json:
