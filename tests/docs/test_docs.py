@@ -18,10 +18,11 @@ SECTIONS = {
     "`[limits]`": config.Limits,
     "`[auth]`": config.Auth,
     "`[auth.token]`": config.TokenAuth,
+    "`[nats]`": config.Nats,
     "`[[locations]]`": config.Location,
     "Top level": config.Config,
 }
-NESTED = {"server", "limits", "auth", "locations"}     # Config fields that are sections
+NESTED = {"server", "limits", "auth", "nats", "locations"}     # Config fields that are sections
 
 
 def read_doc() -> str:
