@@ -347,8 +347,9 @@ class Ingest:
                     self._note_published(seq)
         finally:
             try:
+                name = (await psub.consumer_info()).name
                 await psub.unsubscribe()
-                await self._js.delete_consumer(c.ingest_stream, psub._consumer)
+                await self._js.delete_consumer(c.ingest_stream, name)
             except Exception:
                 pass      # an ephemeral consumer goes away by itself (inactive_threshold)
         log.info("NATS ingest: %d messages of stream %s (sequences %d-%d) published again "
