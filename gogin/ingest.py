@@ -174,6 +174,12 @@ class Ingest:
                 pass
 
     def _run(self):
+        c = self.cfg
+        how = (f"JetStream consumer {c.ingest_durable!r} of stream {c.ingest_stream!r}"
+               if c.ingest_durable else "core NATS, at-most-once" + (
+                   f", queue group {c.queue_group!r}" if c.queue_group else ""))
+        log.info("NATS ingest: %s from %s (%s), channel from the %s", c.ingest_subject,
+                 shown_servers(c.url), how, c.ingest_channel)
         if self.cfg.ingest_durable:
             self._task = asyncio.ensure_future(self._pull_loop())   # the watchdog
         self.state = "ok" if self._nc is not None and self._nc.is_connected else "disconnected"
@@ -273,7 +279,7 @@ class Ingest:
     def _log_once(self, key, fmt, *args):
         if key not in self._logged:
             self._logged.add(key)
-            log.warning(fmt + "; further ones are counted, not logged", *args)
+            log.warning(fmt + "; not logged again", *args)
 
     # -- JetStream ---------------------------------------------------------------------------
 
@@ -396,6 +402,8 @@ class Ingest:
                 try:
                     await self._setup_jetstream()
                     await self._pull_start()
+                    log.info("NATS ingest: reading consumer %r of stream %r again",
+                             self.cfg.ingest_durable, self.cfg.ingest_stream)
                     self._consumer_lost = False
                     delay = self.cfg.reconnect_time_wait
                     self.state = "ok"

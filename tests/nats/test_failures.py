@@ -186,3 +186,44 @@ async def test_nats_restart_under_running_gogin_ingest_resumes(tmp_path, gogin_f
     finally:
         srv.stop()
 
+
+
+async def test_nats_back_with_an_empty_store_consumer_created_again(tmp_path, gogin_factory):
+    """NATS restarted without its store: no stream, no consumer.  gogin says why it cannot
+    read, and reads again once the stream exists (it creates its consumer again)."""
+    srv = NatsServer(tmp_path).start()
+    try:
+        nc = await nats_connect(srv.url)
+        await add_stream(nc, "EMPTY", ["empty.>"])
+        await nc.close()
+        cfg = gogin_config(srv.url, ingest_subject="empty.>", ingest_subject_prefix="empty.",
+                           ingest_durable="ge", ingest_stream="EMPTY", reconnect_time_wait=0.2)
+        g = gogin_factory(cfg)
+        await wait_healthy(g.base)
+        client = await WsCollector(f"{g.ws}/tws/r").start()
+        await asyncio.sleep(0.2)
+        srv.stop()
+        import shutil
+        shutil.rmtree(srv.store)
+        srv.start()
+        nc = await nats_connect(srv.url)
+        js = await add_stream(nc, "EMPTY", ["empty.>"])
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:     # gogin creates its consumer again
+            try:
+                await js.consumer_info("EMPTY", "ge")
+                break
+            except Exception:
+                await asyncio.sleep(0.2)
+        else:
+            raise AssertionError(f"no consumer created again:\n{g.log()[-2000:]}")
+        await asyncio.sleep(0.5)
+        await nc.publish("empty.r", b"again")
+        await nc.flush()
+        await client.wait_count(1, 20)
+        assert client.frames[0].endswith("|r|again")
+        assert "consumer 'ge' unavailable" in g.log()
+        await client.close()
+        await nc.close()
+    finally:
+        srv.stop()
