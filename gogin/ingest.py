@@ -21,6 +21,9 @@ consumer is read, the last ``ingest_replay`` messages the consumer had delivered
 again from the stream (an ephemeral consumer, no acks) and published in stream order: history
 holds them again, a client resuming with its last event id gets exactly what follows it, and
 their later redeliveries are recognised as duplicates.  /healthz answers 503 while that runs.
+With a shared broker (Redis) the history lives in the broker and survives the process: no
+replay; a message published and not acknowledged before a kill is published again when it is
+redelivered (at-least-once), with the same event id (its stream sequence).
 
 A message that cannot be used (not JSON, no channel, a forbidden channel, too large, an event
 id with CR/LF, ...) is terminated (JetStream: never redelivered), counted per kind, and logged
@@ -304,7 +307,8 @@ class Ingest:
                 filter_subject=c.ingest_subject, ack_policy=api.AckPolicy.EXPLICIT,
                 deliver_policy=api.DeliverPolicy.NEW, ack_wait=c.ingest_ack_wait,
                 max_ack_pending=max(4 * c.ingest_batch, 1024)))
-        elif c.ingest_replay and self.limits.max_messages_stored_per_channel:
+        elif c.ingest_replay and self.limits.max_messages_stored_per_channel and \
+                not self.server.broker.shared:       # a shared broker keeps its own history
             last = consumer.delivered.stream_seq or 0
             first = max(stream.state.first_seq or 1, last - c.ingest_replay + 1)
             if last >= first:
@@ -611,17 +615,13 @@ class Ingest:
                 if len(checked) >= CHECKED_IDS_MAX:
                     checked.clear()
                 checked.add(ch)
-        publish = self.server.publish
-        waits = None
-        for ch in channels:
-            r = publish(ch, payload, event_id=event_id, event_type=event_type, binary=binary)
-            if r.__class__ is not int and hasattr(r, "__await__"):
-                if waits is None:
-                    waits = []
-                waits.append(r)
-        if waits is None:
-            return None
-        return _all(waits)
+        # one publish for all the channels (a shared broker stores them in one step); the
+        # memory broker answers at once, a shared one with an awaitable
+        r = self.server.publish(channels[0] if len(channels) == 1 else list(channels), payload,
+                                event_id=event_id, event_type=event_type, binary=binary)
+        if r.__class__ is not int and hasattr(r, "__await__"):
+            return r
+        return None
 
     def _check_channel(self, ch: str):
         if ch == self._events and ch:
@@ -648,8 +648,3 @@ class Ingest:
 
     def connected(self) -> bool:
         return self._nc is not None and self._nc.is_connected
-
-
-async def _all(waits):
-    for w in waits:
-        await w

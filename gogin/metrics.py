@@ -72,8 +72,28 @@ class HubCollector:
         yield CounterMetricFamily(name, help_, value=self.server.auth_calls())
 
 
+# NATS ingest (gogin/ingest.py), when [nats] url is set: (name, kind, help, Ingest attribute)
+NATS_METRICS = [
+    ("gogin_nats_ingested_total", "counter", "Messages from NATS published into channels.",
+     "ingested"),
+    ("gogin_nats_redelivered_total", "counter",
+     "JetStream messages delivered again (num_delivered > 1).", "redelivered"),
+    ("gogin_nats_duplicates_total", "counter",
+     "Redelivered messages this node had published: acknowledged, not published again.",
+     "duplicates"),
+    ("gogin_nats_replayed_total", "counter",
+     "Messages read again from the stream at start into history.", "replayed"),
+    ("gogin_nats_publish_failures_total", "counter",
+     "Messages whose publish failed (JetStream: redelivered).", "publish_failures"),
+    ("gogin_nats_reconnects_total", "counter", "Reconnections to NATS.", "reconnects"),
+]
+NATS_REJECTED = ("gogin_nats_rejected_total",
+                 "Messages from NATS that could not be used, by kind.")
+NATS_CONNECTED = ("gogin_nats_connected", "1 while connected to NATS.")
+
+
 class IngestCollector:
-    """NATS ingest's counters (gogin/ingest.py), when [nats] url is set."""
+    """NATS ingest's counters, read at scrape time; nothing without ingest."""
 
     def __init__(self, server):
         self.server = server
@@ -82,31 +102,14 @@ class IngestCollector:
         ing = getattr(self.server, "ingest", None)
         if ing is None:
             return
-        yield CounterMetricFamily("gogin_nats_ingested_total",
-                                  "Messages from NATS published into channels.",
-                                  value=ing.ingested)
-        rej = CounterMetricFamily("gogin_nats_rejected_total",
-                                  "Messages from NATS that could not be used, by kind.",
-                                  labels=["kind"])
+        for name, kind, help_, attr in NATS_METRICS:
+            family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            yield family(name, help_, value=getattr(ing, attr))
+        rej = CounterMetricFamily(*NATS_REJECTED, labels=["kind"])
         for kind, n in ing.rejected.items():
             rej.add_metric([kind], n)
         yield rej
-        yield CounterMetricFamily("gogin_nats_redelivered_total",
-                                  "JetStream messages delivered again (num_delivered > 1).",
-                                  value=ing.redelivered)
-        yield CounterMetricFamily("gogin_nats_duplicates_total",
-                                  "Redelivered messages this node had published: acknowledged, "
-                                  "not published again.", value=ing.duplicates)
-        yield CounterMetricFamily("gogin_nats_replayed_total",
-                                  "Messages read again from the stream at start into history.",
-                                  value=ing.replayed)
-        yield CounterMetricFamily("gogin_nats_publish_failures_total",
-                                  "Messages whose publish failed (JetStream: redelivered).",
-                                  value=ing.publish_failures)
-        yield CounterMetricFamily("gogin_nats_reconnects_total", "Reconnections to NATS.",
-                                  value=ing.reconnects)
-        yield GaugeMetricFamily("gogin_nats_connected", "1 while connected to NATS.",
-                                value=1 if ing.connected() else 0)
+        yield GaugeMetricFamily(*NATS_CONNECTED, value=1 if ing.connected() else 0)
 
 
 def registry_for(server) -> CollectorRegistry:

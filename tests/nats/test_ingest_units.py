@@ -76,7 +76,8 @@ class Recorder(Server):
         self.published = []
 
     def publish(self, channel, payload, *, event_id=None, event_type=None, binary=None):
-        self.published.append((channel, payload, event_id, event_type, binary))
+        for ch in [channel] if isinstance(channel, str) else channel:
+            self.published.append((ch, payload, event_id, event_type, binary))
         return 1
 
 
