@@ -9,9 +9,10 @@ import os
 import signal
 import time
 
+import aiohttp
 
 from gogin_e2e import Gogin, free_port
-from nats_helpers import (WsCollector, add_stream, gogin_config, metrics,
+from nats_helpers import (WsCollector, add_stream, gogin_config, http_get, metrics,
                           nats_connect, wait_healthy)
 from natsd import NatsServer
 
@@ -227,3 +228,55 @@ async def test_nats_back_with_an_empty_store_consumer_created_again(tmp_path, go
         await nc.close()
     finally:
         srv.stop()
+
+
+async def test_graceful_restart_replays_history_healthz_503_meanwhile_nothing_lost(
+        natsd, gogin_factory):
+    """SIGTERM, messages published while gogin is down, start again: /healthz answers 503
+    while the stream's last messages go back into history, then a client resuming by its last
+    event id gets exactly what followed it (stored before the stop, or sent while down)."""
+    n, down = 20000, 100
+    nc = await nats_connect(natsd.url)
+    await add_stream(nc, "GRACE", ["grace.>"])
+    cfg = gogin_config(natsd.url, limits={"max_messages_stored_per_channel": 30000},
+                       ingest_subject="grace.>", ingest_subject_prefix="grace.",
+                       ingest_durable="gg", ingest_stream="GRACE", ingest_replay=30000)
+    g = gogin_factory(cfg)
+    await wait_healthy(g.base)
+    for i in range(1, n + 1):
+        await nc.publish("grace.ch", b"g%d" % i)
+        if i % 1000 == 0:
+            await nc.flush()
+    await nc.flush()
+    deadline = time.monotonic() + 60
+    while (await metrics(g.base))["gogin_nats_ingested_total"] < n:
+        assert time.monotonic() < deadline, "first gogin did not ingest everything"
+        await asyncio.sleep(0.1)
+    assert g.terminate() == 0
+    for i in range(n + 1, n + down + 1):       # while gogin is down: kept by JetStream
+        await nc.publish("grace.ch", b"g%d" % i)
+    await nc.flush()
+    g2 = gogin_factory(cfg, port=g.port)
+    seen = set()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            status, text = await http_get(g2.base + "/healthz", 2.0)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            await asyncio.sleep(0.01)
+            continue
+        seen.add((status, text))
+        if status == 200 and "nats: ok" in text:
+            break
+        await asyncio.sleep(0.01)
+    assert (503, "starting\nnats: replaying\n") in seen, seen
+    last = n - 10
+    client = await WsCollector(f"{g2.ws}/tws/ch?last_event_id={last}").start()
+    await client.wait_count(10 + down, 20)
+    await asyncio.sleep(0.3)
+    assert [int(f.split("|")[1]) for f in client.frames] == list(range(last + 1, n + down + 1))
+    assert all(f.split("|")[3] == "g" + f.split("|")[1] for f in client.frames)
+    m = await metrics(g2.base)
+    assert m["gogin_nats_replayed_total"] == n and m["gogin_nats_ingested_total"] == down
+    await client.close()
+    await nc.close()
