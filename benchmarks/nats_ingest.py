@@ -110,14 +110,16 @@ async def subscribers(port: int, k: int):
     return conns, tasks
 
 
-def gogin_toml(port: int, nats_url: str, mode: str, batch: int) -> str:
+def gogin_toml(port: int, nats_url: str, mode: str, batch: int, redis_url=None) -> str:
     nats = [f'url = "{nats_url}"', 'ingest_subject = "bench.>"',
             'ingest_subject_prefix = "bench."']
     if mode == "jetstream":
         nats += ['ingest_durable = "bench"', 'ingest_stream = "BENCH"', "ingest_replay = 0",
                  f"ingest_batch = {batch}"]
+    broker = (f'[broker]\ntype = "redis"\nurl = "{redis_url}"\n'
+              f'key_prefix = "bench{os.getpid()}{mode}"\n' if redis_url else "")
     return (f'[server]\nlisten = ["127.0.0.1:{port}"]\nlog_level = "warning"\n'
-            f"[limits]\nmax_messages_stored_per_channel = 100\n"
+            f"[limits]\nmax_messages_stored_per_channel = 100\n" + broker +
             "[nats]\n" + "\n".join(nats) + "\n")
 
 
@@ -157,7 +159,7 @@ async def run_mode(args, mode: str, workdir: Path) -> dict:
         if mode == "jetstream":
             await prepare_stream(nats_url, args.messages, args.size)
         cfg = workdir / f"gogin-{mode}.toml"
-        cfg.write_text(gogin_toml(port, nats_url, mode, args.batch))
+        cfg.write_text(gogin_toml(port, nats_url, mode, args.batch, args.redis))
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         cpu0 = None
         gogin = subprocess.Popen(pinned(args.server_cpu, [
@@ -200,7 +202,8 @@ async def run_mode(args, mode: str, workdir: Path) -> dict:
                 "server_cpu_pct": round(100 * cpu / dt) if dt == dt else None,
                 "nats_server_cpu_pct": round(100 * ncpu / dt) if dt == dt else None,
                 "subscribers": args.subscribers, "server_cpu": args.server_cpu,
-                "client_cpu": args.client_cpu, "batch": args.batch}
+                "client_cpu": args.client_cpu, "batch": args.batch,
+                "broker": "redis" if args.redis else "memory"}
     finally:
         for p in (pub, gogin, natsd):
             if p is not None and p.poll() is None:
@@ -222,6 +225,8 @@ def main() -> int:
     ap.add_argument("--client-cpu", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--nats-server", default=shutil.which("nats-server") or "nats-server")
+    ap.add_argument("--redis", metavar="URL",
+                    help="[broker] type = redis at this URL (default: the memory broker)")
     ap.add_argument("--json", help="write the rows here")
     args = ap.parse_args()
     modes = ["jetstream", "core"] if args.mode == "both" else [args.mode]
@@ -234,7 +239,8 @@ def main() -> int:
                   f"({row['ingested']:,} of {row['messages']:,} in {row['seconds']} s, "
                   f"lost {row['lost']:,}, CPU gogin {row['server_cpu_pct']}% "
                   f"nats-server {row['nats_server_cpu_pct']}%, "
-                  f"{row['size']} B, cpu {row['server_cpu']} vs {row['client_cpu']})",
+                  f"{row['size']} B, {row['broker']} broker, "
+                  f"cpu {row['server_cpu']} vs {row['client_cpu']})",
                   flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

@@ -52,6 +52,8 @@ PULL_DEPTH = 2               # pull requests outstanding
 SETUP_RETRY_MAX = 10.0       # cap of the wait between attempts to set the consumer up
 CHECKED_IDS_MAX = 4096       # channel ids remembered as valid (cleared when full)
 RUNS_MAX = 8192              # runs of published stream sequences remembered (oldest dropped)
+STOP_WAIT = 2.0              # seconds a stop waits for publishes under way
+MAX_IN_FLIGHT = 1024         # a shared broker's publishes awaited at once
 NAK_DELAY = 1.0              # seconds before a message whose publish failed comes back
 ACK = b"+ACK"                # JetStream acknowledgements (ADR-15)
 TERM = b"+TERM"
@@ -122,6 +124,8 @@ class Ingest:
         self._js = None
         self._pull_sub = None
         self._consumer_lost = False
+        self._in_flight: collections.deque = collections.deque()   # (reply, seq, future)
+        self._acker: Optional[asyncio.Task] = None
         self._task: Optional[asyncio.Task] = None
         self._core_sub = None
         self._run_starts: list[int] = []     # closed runs of published stream sequences
@@ -165,7 +169,18 @@ class Ingest:
             except (asyncio.CancelledError, Exception):
                 pass
             self._task = None
-        await self._close_nc()
+        for sub in (self._pull_sub, self._core_sub):    # take nothing more
+            if sub is not None:
+                try:
+                    await sub.unsubscribe()
+                except Exception:
+                    pass
+        if self._acker is not None:       # publishes under way: their acks go out
+            try:
+                await asyncio.wait_for(asyncio.shield(self._acker), STOP_WAIT)
+            except (asyncio.TimeoutError, Exception):
+                self._acker.cancel()      # unacknowledged: JetStream delivers them again
+        await self._close_nc()            # flushes the acks written
         self.state = "stopped"
 
     async def _close_nc(self):
@@ -477,22 +492,60 @@ class Ingest:
                 return
         try:
             r = self._publish_nats(m.subject, m.data, m.headers, seq)
-            if r is not None:
-                await r
         except Rejected as e:
             self._reject(e)
             await pub(reply, TERM)
             return
-        except Exception as e:             # a shared broker's publish failed: again later
-            self.publish_failures += 1
-            self._log_once(("publish", type(e).__name__),
-                           "NATS ingest: publish failed, message left for redelivery: %s",
-                           _describe(e))
-            await pub(reply, b'-NAK {"delay": %d}' % int(NAK_DELAY * 1e9))
+        if r is not None:                  # a shared broker's publish: acked once it is done
+            await self._in_flight_add(reply, seq, r)
             return
         self.ingested += 1
         self._note_published(seq)
         await pub(reply, ACK)
+
+    # -- a shared broker's publishes: started in arrival order, awaited in that order by one
+    #    task that acks each after it completed (the next ones are not held up meanwhile) -----
+
+    async def _in_flight_add(self, reply, seq, r):
+        q = self._in_flight
+        q.append((reply, seq, asyncio.ensure_future(r)))
+        if self._acker is None:
+            self._acker = asyncio.ensure_future(self._ack_in_flight())
+        while len(q) >= MAX_IN_FLIGHT:     # the broker is slow: stop taking messages
+            await asyncio.sleep(0.001)
+
+    async def _ack_in_flight(self):
+        q = self._in_flight
+        try:
+            while q:
+                reply, seq, fut = q[0]
+                try:
+                    await fut
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:
+                    q.popleft()
+                    await self._publish_failed(e, reply)
+                    continue
+                q.popleft()
+                self.ingested += 1
+                if reply is not None:
+                    self._note_published(seq)
+                    await self._nc.publish(reply, ACK)
+        finally:
+            self._acker = None
+
+    async def _publish_failed(self, e: BaseException, reply):
+        self.publish_failures += 1
+        if reply is None:
+            self._log_once(("publish", type(e).__name__),
+                           "NATS ingest: publish failed, message lost (core NATS): %s",
+                           _describe(e))
+            return
+        self._log_once(("publish", type(e).__name__),
+                       "NATS ingest: publish failed, message left for redelivery: %s",
+                       _describe(e))
+        await self._nc.publish(reply, b'-NAK {"delay": %d}' % int(NAK_DELAY * 1e9))
 
     # -- published stream sequences, as runs (a single reader's are one run) ------------------
 
@@ -523,16 +576,11 @@ class Ingest:
     async def _on_core_msg(self, m):
         try:
             r = self._publish_nats(m.subject, m.data, m.headers, None)
-            if r is not None:
-                await r
         except Rejected as e:
             self._reject(e)
             return
-        except Exception as e:
-            self.publish_failures += 1
-            self._log_once(("publish", type(e).__name__),
-                           "NATS ingest: publish failed, message lost (core NATS): %s",
-                           _describe(e))
+        if r is not None:
+            await self._in_flight_add(None, None, r)
             return
         self.ingested += 1
 
