@@ -124,6 +124,7 @@ class Ingest:
         self._js = None
         self._pull_sub = None
         self._consumer_lost = False
+        self._set_up = False                 # the consumer was set up once (replay done)
         self._in_flight: collections.deque = collections.deque()   # (reply, seq, future)
         self._acker: Optional[asyncio.Task] = None
         self._task: Optional[asyncio.Task] = None
@@ -323,11 +324,15 @@ class Ingest:
                 deliver_policy=api.DeliverPolicy.NEW, ack_wait=c.ingest_ack_wait,
                 max_ack_pending=max(4 * c.ingest_batch, 1024)))
         elif c.ingest_replay and self.limits.max_messages_stored_per_channel and \
-                not self.server.broker.shared:       # a shared broker keeps its own history
+                not self.server.broker.shared and not self._set_up:
+            # once per process (a consumer set up again later must not publish anything
+            # twice); a shared broker keeps its own history
             last = consumer.delivered.stream_seq or 0
             first = max(stream.state.first_seq or 1, last - c.ingest_replay + 1)
             if last >= first:
+                self._set_up = True          # one attempt: a replay cut short is not redone
                 await self._replay(first, last)
+        self._set_up = True
 
     async def _replay(self, first: int, last: int):
         """Publish the stream's messages first..last again (what the consumer had delivered
