@@ -10,6 +10,7 @@ import sys
 
 from gogin import __version__
 from gogin.auth import safe_url
+from gogin.brokers import BrokerUnavailable
 from gogin.config import ConfigError, load
 
 log = logging.getLogger("gogin")
@@ -32,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", metavar="KEY", help="API key for the publisher and stats")
     p.add_argument("--demo", action="store_true",
                    help="also run the demo main server and serve the demo page at /")
+    p.add_argument("--workers", "-w", type=int, metavar="N",
+                   help="run N worker processes on the same port (SO_REUSEPORT) under a "
+                        "supervisor that restarts them; N > 1 needs a shared broker "
+                        "(broker.type = \"redis\"); overrides server.workers (default 1)")
     p.add_argument("--version", action="version", version=f"gogin {__version__}")
     return p
 
@@ -41,6 +46,7 @@ def config_from_args(args):
         "server.listen": args.listen,
         "server.log_level": args.log_level,
         "server.api_key": args.api_key,
+        "server.workers": args.workers,
         "auth.url": args.auth_url,
         "auth.publish_url": args.auth_publish_url,
     }
@@ -50,7 +56,12 @@ def config_from_args(args):
     return cfg
 
 
-async def run(cfg) -> int:
+LOG_FORMAT = "%(asctime)s %(levelname)s {worker}%(name)s: %(message)s"
+
+
+async def run(cfg, ready=None, worker=None) -> int:
+    """One gogin node until SIGTERM/SIGINT.  ready(): called once it listens (the supervisor
+    waits for it); worker: its number under --workers (logs and /healthz say it)."""
     from gogin.server import Server
 
     loop = asyncio.get_running_loop()
@@ -63,9 +74,11 @@ async def run(cfg) -> int:
         from gogin.demo import start_demo
         demo, cfg = await start_demo(cfg)
     server = Server(cfg)
+    server.worker = worker
     try:
         await server.start()
-    except OSError as e:           # ListenError: "cannot listen on HOST:PORT: why"
+    except (OSError, BrokerUnavailable) as e:
+        # ListenError: "cannot listen on HOST:PORT: why"; "cannot connect to Redis at URL: why"
         log.error("%s", e)
         if demo is not None:
             await demo.cleanup()
@@ -84,6 +97,8 @@ async def run(cfg) -> int:
     if demo is not None:
         host, port = server.addresses[0]
         log.info("demo: open http://%s:%s/ in a browser", host, port)
+    if ready is not None:
+        ready()
 
     await stop.wait()
     log.info("stopping: closing connections (WebSocket 1001), up to %.1f s",
@@ -102,17 +117,37 @@ def server_main(argv=None) -> int:
     except ConfigError as e:
         print(f"gogin-server: configuration error: {e}", file=sys.stderr)
         return 2
+    from gogin import supervisor
+    why = supervisor.refusal(cfg)
+    if why:
+        print(f"gogin-server: configuration error: {why}", file=sys.stderr)
+        return 2
     if args.check_config:
+        workers = f", {cfg.server.workers} workers" if cfg.server.workers > 1 else ""
         print(f"configuration OK ({args.config or 'defaults'}): "
-              f"{len(cfg.locations)} locations, listen {', '.join(cfg.server.listen)}")
+              f"{len(cfg.locations)} locations, listen {', '.join(cfg.server.listen)}{workers}")
         return 0
-    logging.basicConfig(level=cfg.server.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=cfg.server.log_level.upper(), format=LOG_FORMAT.format(worker=""))
+    if cfg.server.workers > 1:
+        return supervisor.supervise(cfg, run_worker)
+    return _run_loop(run(cfg))
+
+
+def run_worker(cfg, index: int, ready) -> int:
+    """A worker of --workers N (in the process the supervisor forked): its log lines say
+    [w<index>]."""
+    fmt = logging.Formatter(LOG_FORMAT.format(worker=f"[w{index}] "))
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(fmt)
+    return _run_loop(run(cfg, ready=ready, worker=index))
+
+
+def _run_loop(coro) -> int:
     try:
         import uvloop
     except ImportError:          # uvloop is a dependency; this only guards odd platforms
-        return asyncio.run(run(cfg))
-    return uvloop.run(run(cfg))
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,9 @@ IFRAME_TEMPLATE = ('<script>p(~id~,"~channel-json~","~text-json~","~event-id-jso
 IFRAME_FOOTER = "</body></html>"
 
 
+MAX_WORKERS = 256       # server.workers: a typo (--workers 4000) should not fork a host to death
+
+
 class ConfigError(Exception):
     """A configuration problem; the message names the key."""
 
@@ -56,6 +59,7 @@ class Server(_Section):
     listen: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1:9080"])
     backlog: int = 511
     reuse_port: bool = False
+    workers: int = 1              # processes on the same port (gogin/supervisor.py); 1: this one
     max_connections: int = 10000
     allowed_networks: list[str] = msgspec.field(
         default_factory=lambda: ["127.0.0.0/8", "::1/128"])
@@ -238,6 +242,7 @@ class Config(_Section):
             except ValueError as e:
                 raise ConfigError(f"server.allowed_networks[{i}]: {e}") from None
         positive = [("server.backlog", self.server.backlog),
+                    ("server.workers", self.server.workers),
                     ("server.max_connections", self.server.max_connections),
                     ("server.tick", self.server.tick)]
         positive += [(f"limits.{k}", getattr(self.limits, k)) for k in (
@@ -249,6 +254,9 @@ class Config(_Section):
         if not 0 <= self.server.flush_pacing <= 10:
             raise ConfigError("server.flush_pacing: must be in [0, 10], not "
                               f"{self.server.flush_pacing!r}")
+        if self.server.workers > MAX_WORKERS:
+            raise ConfigError(f"server.workers: at most {MAX_WORKERS}, not "
+                              f"{self.server.workers!r}")
         if self.server.tick > 10:
             raise ConfigError(f"server.tick: at most 10 seconds, not {self.server.tick!r}")
         for key, value in positive:

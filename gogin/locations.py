@@ -255,9 +255,8 @@ class PublisherLocation(Location):
         if err:
             raise HttpError(400, err)
         if self.server.broker.shared:
-            task = asyncio.ensure_future(self._publish_shared(conn, req, names, body, event_id,
-                                                              event_type, binary))
-            self.server.track(task)
+            fut = self.server.broker.publish(names, body, event_id, event_type, binary)
+            fut.add_done_callback(lambda f: self._published(conn, req, f))
             return
         for n in names:
             self.server.publish(n, body, event_id=event_id, event_type=event_type,
@@ -266,15 +265,15 @@ class PublisherLocation(Location):
             return self.server.respond(conn, 200, NO_CACHE)
         self._info(conn, req, names)
 
-    async def _publish_shared(self, conn, req, names, body, event_id, event_type, binary):
-        """A shared broker numbers and stores the message first; 200 only once it did."""
+    def _published(self, conn, req, fut):
+        """A shared broker numbered and stored the message (or did not: 503); only now 200."""
         server = self.server
-        try:
-            results = await server.broker.publish(names, body, event_id, event_type, binary)
-        except BrokerUnavailable:
+        exc = fut.exception()
+        if exc is not None:
             if not conn.closed:
                 server.error(conn, HttpError(503, "Broker unavailable."))
             return
+        results = fut.result()
         if conn.closed:
             return
         if not self.cfg.channel_info_on_publish:
@@ -410,9 +409,8 @@ class PublisherLocation(Location):
         except UnicodeEncodeError:               # a lone surrogate escape ("\ud800")
             return "text is not valid Unicode"
         if self.server.broker.shared:
-            result = self.server.broker.publish(names, payload, event_id, event_type, False)
-            self.server.track(asyncio.ensure_future(self.server._await_publish(
-                result, lambda e: _send_error(conn, e, index))))
+            self.server.broker.publish_nowait(names, payload, event_id, event_type, False,
+                                              lambda e: _send_error(conn, e, index))
             return None
         for n in names:
             self.server.publish(n, payload, event_id=event_id, event_type=event_type,
@@ -947,24 +945,25 @@ class HealthLocation(Location):
 
     def handle(self, conn, req):
         self.check_access(conn, req)
+        hdrs = [("Content-Type", "text/plain")] + NO_CACHE
+        worker = getattr(self.server, "worker", None)
+        if worker is not None:                  # which of the --workers answered
+            hdrs.append(("X-Gogin-Worker", str(worker)))
         st = self.server.broker.state()
         ingest = self.server.ingest
         if st["state"] == "ok" and ingest is None:
-            return self.server.respond(conn, 200, [("Content-Type", "text/plain")] + NO_CACHE,
-                                       b"ok\n")
-        head, lines, status, extra = "ok", [], 200, []
+            return self.server.respond(conn, 200, hdrs, b"ok\n")
+        head, lines, status = "ok", [], 200
         if st["state"] != "ok":
             head, status = "degraded", 503
             lines.append(f"broker: {st['broker']} {st['state']}")
-            extra = self.server.explain("Broker unavailable.")
+            hdrs += self.server.explain("Broker unavailable.")
         if ingest is not None:        # "nats: ok" / "disconnected" / "replaying" (503) / ...
             ready, line = ingest.health()
             if not ready:
                 head, status = ("starting" if head == "ok" else head), 503
             lines.append(line)
-        body = "\n".join([head] + lines).encode() + b"\n"
-        self.server.respond(conn, status, [("Content-Type", "text/plain")] + NO_CACHE + extra,
-                            body)
+        self.server.respond(conn, status, hdrs, "\n".join([head] + lines).encode() + b"\n")
 
 
 class MetricsLocation(Location):

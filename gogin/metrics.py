@@ -55,6 +55,24 @@ HUB_METRICS = [
      "messages_in"),
 ]
 AUTH_CALLS = ("gogin_auth_calls_total", "Callbacks made to the main server.")
+# a shared broker's counters (Broker.state()): (metric name, help, key)
+BROKER_METRICS = [
+    ("gogin_broker_up", "1 when every broker connection is up, else 0.", None),
+    ("gogin_broker_published_total", "Publishes the broker took.", "published"),
+    ("gogin_broker_publish_errors_total", "Publishes the broker refused or never answered "
+     "(answered 503).", "publish_errors"),
+    ("gogin_broker_received_total", "Messages received from the broker.", "received_received"),
+    ("gogin_broker_delivered_total", "... delivered to this node's subscribers.",
+     "received_delivered"),
+    ("gogin_broker_duplicates_total", "... dropped: this node had them already.",
+     "received_duplicates"),
+    ("gogin_broker_gaps_total", "Gap signals sent (messages lost or the broker's data lost).",
+     "received_gaps"),
+    ("gogin_broker_fills_total", "Channel history reads (after a jump, a subscribe, a "
+     "reconnect).", "fills"),
+    ("gogin_broker_reconnects_total", "Broker connections (re)established.", "reconnects"),
+    ("gogin_broker_errors_total", "Broker failures, by kind.", "errors"),
+]
 
 
 class HubCollector:
@@ -70,6 +88,20 @@ class HubCollector:
             yield family(name, help_, value=st[key])
         name, help_ = AUTH_CALLS
         yield CounterMetricFamily(name, help_, value=self.server.auth_calls())
+        broker = self.server.broker
+        if not broker.shared:
+            return
+        bst = broker.state()
+        for name, help_, key in BROKER_METRICS:
+            if key is None:
+                yield GaugeMetricFamily(name, help_, value=1 if bst["state"] == "ok" else 0)
+            elif key == "errors":
+                fam = CounterMetricFamily(name, help_, labels=["kind"])
+                for kind, n in sorted(bst.get("errors", {}).items()):
+                    fam.add_metric([kind], n)
+                yield fam
+            else:
+                yield CounterMetricFamily(name, help_, value=bst.get(key, 0))
 
 
 # NATS ingest (gogin/ingest.py), when [nats] url is set: (name, kind, help, Ingest attribute)

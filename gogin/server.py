@@ -74,6 +74,7 @@ class Server:
             from gogin.ingest import Ingest
             self.ingest = Ingest(self)
         self.addresses: list[tuple[str, int]] = []
+        self.worker: Optional[int] = None   # its number under --workers N (gogin/supervisor.py)
         self.started = time.monotonic()
         self._tasks: set = set()
         self._cors: dict = {}               # connection id -> allowed Origin of its request
@@ -88,6 +89,8 @@ class Server:
     async def start(self, sockets=None):
         """Listen (on config.server.listen, or on the given bound sockets) and attach."""
         s = self.config.server
+        # the broker first: once the port accepts, publishes and subscribes work
+        await self.broker.start()
         if sockets:
             for sock in sockets:
                 self.addresses.append(tuple(self.hub.listen(sock=sock)))
@@ -98,10 +101,10 @@ class Server:
                     bound = self.hub.listen(host, port, backlog=s.backlog,
                                             reuse_port=s.reuse_port)
                 except OSError as e:
+                    await self.broker.close()
                     raise ListenError(host, port, e) from e
                 self.addresses.append(tuple(bound))
         self.hub.attach(asyncio.get_running_loop())
-        await self.broker.start()
         if self.ingest is not None:
             await self.ingest.start()       # IngestError (an OSError) if NATS is unusable
         await self.auth.start()
@@ -160,16 +163,15 @@ class Server:
     def publish_nowait(self, channels, payload, *, binary=None, on_error=None) -> None:
         """Publish without waiting for a shared broker's answer (client messages, the
         publisher WebSocket): a failure is counted by the broker and given to on_error(text)."""
-        result = self.publish(channels, payload, binary=binary)
-        if not isinstance(result, int):
-            self.track(asyncio.ensure_future(self._await_publish(result, on_error)))
-
-    async def _await_publish(self, result, on_error):
-        try:
-            await result
-        except _brokers.BrokerUnavailable as e:
-            if on_error is not None:
-                on_error(str(e))
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8")
+        if binary is None:
+            binary = not is_text(payload, None)
+        names = [channels] if isinstance(channels, str) else list(channels)
+        if not self.broker.shared:
+            self.publish(names, payload, binary=binary)
+            return
+        self.broker.publish_nowait(names, payload, None, None, binary, on_error)
 
     def publish_local(self, channel, payload, event_id, event_type, binary) -> int:
         """Into this node's hub only (the memory broker; a shared broker's received messages

@@ -3,7 +3,7 @@
 ``memory`` keeps everything in this process (the default); ``redis`` shares channels, history
 and resume between every node that uses the same Redis and key prefix."""
 
-from gogin.brokers.base import Broker, BrokerUnavailable, PublishResult
+from gogin.brokers.base import Broker, BrokerUnavailable, PublishResult, report_failure
 from gogin.brokers.memory import MemoryBroker
 
 
@@ -18,4 +18,5 @@ def create(server) -> Broker:
     raise ValueError(f"broker.type: {kind!r} is not built yet")
 
 
-__all__ = ["Broker", "BrokerUnavailable", "MemoryBroker", "PublishResult", "create"]
+__all__ = ["Broker", "BrokerUnavailable", "MemoryBroker", "PublishResult", "create",
+           "report_failure"]

@@ -30,6 +30,16 @@ class PublishResult(msgspec.Struct, frozen=True):
     stored: int
 
 
+def report_failure(fut, on_error) -> None:
+    """on_error(text) when a shared broker's publish future fails (and the failure retrieved:
+    a fire-and-forget publish leaves no 'exception never retrieved' behind)."""
+    def done(f):
+        exc = f.exception()
+        if exc is not None and on_error is not None:
+            on_error(str(exc))
+    fut.add_done_callback(done)
+
+
 class Broker(Protocol):
     name: str                # "memory", "redis"
     shared: bool             # False: this node alone (several workers need a shared broker)
@@ -45,6 +55,10 @@ class Broker(Protocol):
                 ) -> Union[list[PublishResult], Awaitable[list[PublishResult]]]:
         """Publish one message to several channels.  The memory broker answers at once; a
         shared broker returns an awaitable that raises BrokerUnavailable on failure."""
+
+    def publish_nowait(self, channels: Sequence[str], payload: bytes, event_id: Optional[str],
+                       event_type: Optional[str], binary: bool, on_error=None) -> None:
+        """publish() without an answer: on_error(text) is called if it was not stored."""
 
     def ready(self, channels: Sequence[str]) -> Optional[Awaitable[None]]:
         """None when every channel's messages already reach this node with its local history

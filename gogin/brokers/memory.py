@@ -27,6 +27,9 @@ class MemoryBroker:
             out.append(PublishResult(name, ch.published, ch.stored))
         return out
 
+    def publish_nowait(self, channels, payload, event_id, event_type, binary, on_error=None):
+        self.publish(channels, payload, event_id, event_type, binary)
+
     def ready(self, channels):
         return None
 

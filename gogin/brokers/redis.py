@@ -30,7 +30,7 @@ from typing import Optional
 from redis.connection import parse_url
 
 from gogin.auth import safe_url
-from gogin.brokers.base import BrokerUnavailable, PublishResult
+from gogin.brokers.base import BrokerUnavailable, PublishResult, report_failure
 from gogin.brokers.resp import RespError, RespProtocol, open_connection
 
 log = logging.getLogger("gogin.broker")
@@ -121,8 +121,9 @@ class _Link:
             else:
                 await asyncio.wait_for(proto.call("PING"), interval)
         except (asyncio.TimeoutError, RespError):
-            log.warning("Redis connection %d did not answer a PING in %.0f s: reconnecting",
-                        self.index, interval)
+            log.warning("broker: Redis %s connection %d did not answer a PING in %.0f s: "
+                        "reconnecting", "PUB/SUB" if self.pubsub else "command", self.index,
+                        interval)
             proto.close()
 
     # -- PUB/SUB -------------------------------------------------------------------------------
@@ -139,7 +140,7 @@ class _Link:
             elif kind == b"subscribe":
                 self.confirmed += 1
                 self._wake()
-            elif kind == b"pong":
+            elif kind == b"pong" or r == b"PONG":     # subscribed, or not yet
                 self.pong.set()
             elif isinstance(r, RespError):
                 self.broker.note_failure("pubsub", r)
@@ -207,11 +208,14 @@ class RedisBroker:
         self._pending: dict = {}                     # id -> future of its subscription
         self._held: dict = {}                        # id -> live envelopes held during a fill
         self._filling: set = set()
-        self._failures: dict = {}                    # kind -> count (logged once per kind)
+        self._failures: dict = {}                    # kind -> count since it was last logged
+        self.errors: dict = {}                       # kind -> count, for ever (/metrics)
         self.counters = {"published": 0, "publish_errors": 0, "fills": 0, "reconnects": 0,
                          "resubscribed": 0}
         self._tasks: list = []
         self._was_down = False
+        self._keys: dict = {}                        # channel id -> (meta key, history key)
+        self._publish_args = (str(self.max_stored), str(self.ttl_ms), str(META_TTL))
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -251,6 +255,7 @@ class RedisBroker:
         """Logged once per kind (and again after the broker was up meanwhile), counted always."""
         n = self._failures.get(kind, 0)
         self._failures[kind] = n + 1
+        self.errors[kind] = self.errors.get(kind, 0) + 1
         if n == 0:
             log.error("broker: Redis %s failed: %s", kind, e)
 
@@ -294,7 +299,7 @@ class RedisBroker:
         total = len(self.cmd) + len(self.subs)
         return {"broker": "redis", "state": "ok" if up == total else "degraded",
                 "connections_up": up, "connections": total,
-                "channels": len(self._ready), **self.counters,
+                "channels": len(self._ready), **self.counters, "errors": dict(self.errors),
                 **{f"received_{k}": v for k, v in self.hub.broker_counters().items()}}
 
     # -- publishing ----------------------------------------------------------------------------
@@ -312,6 +317,13 @@ class RedisBroker:
         raise BrokerUnavailable("Redis is unreachable")
 
     async def _script_call(self, name: str, keys: list, args: list):
+        if name == "read" and not any(lk.up.is_set() for lk in self.cmd):
+            # a PUB/SUB connection came back before the command ones: wait for them a little
+            waits = [asyncio.ensure_future(lk.up.wait()) for lk in self.cmd]
+            await asyncio.wait(waits, timeout=self.cfg.connect_timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
         proto = self._command_link(name != "read")
         try:
             return await proto.call("EVALSHA", self._sha[name], str(len(keys)), *keys, *args)
@@ -322,27 +334,99 @@ class RedisBroker:
                                         *args)
             raise
 
-    def publish(self, channels, payload, event_id, event_type, binary):
-        return self._publish(list(channels), payload, event_id, event_type, binary)
-
-    async def _publish(self, channels, payload, event_id, event_type, binary):
-        p = self.cfg.key_prefix
-        keys = [self.clock_key]
-        for n in channels:
-            keys += [f"{p}:m:{n}", f"{p}:h:{n}"]
+    def publish(self, channels, payload, event_id, event_type, binary) -> asyncio.Future:
+        """A future of the per-channel PublishResult list (BrokerUnavailable when Redis did
+        not take it).  Callbacks, not coroutines: a publish costs one pipelined command and
+        one future, so a node publishes near the rate Redis runs the script at."""
+        loop = asyncio.get_running_loop()
+        out = loop.create_future()
+        channels = list(channels)
         eid = event_id.encode() if isinstance(event_id, str) else (event_id or b"")
         etype = event_type.encode() if isinstance(event_type, str) else (event_type or b"")
-        args = [str(self.max_stored), str(self.ttl_ms), str(META_TTL), "1" if binary else "0",
-                eid, etype, payload, self.chan_prefix, *channels]
+        cmd = self._publish_command(channels, payload, eid, etype, binary)
+        self._send_publish(cmd, channels, out, retried=False)
+        return out
+
+    def publish_nowait(self, channels, payload, event_id, event_type, binary,
+                       on_error=None) -> None:
+        """publish() for a publisher that waits for nothing (the publisher WebSocket, client
+        messages): no future at all; on_error(text) if Redis did not take it."""
+        eid = event_id.encode() if isinstance(event_id, str) else (event_id or b"")
+        etype = event_type.encode() if isinstance(event_type, str) else (event_type or b"")
+        cmd = self._publish_command(channels, payload, eid, etype, binary)
         try:
-            reply = await self._script_call("publish", keys, args)
+            proto = self._command_link(True)
+        except BrokerUnavailable as e:
+            self._nowait_failed(e, on_error)
+            return
+        cmd[1] = self._sha["publish"]
+
+        def done(reply):
+            if not isinstance(reply, RespError):
+                self.counters["published"] += 1
+            elif str(reply).startswith("NOSCRIPT"):
+                fut = self.publish(channels, payload, event_id, event_type, binary)
+                report_failure(fut, on_error)
+            else:
+                self._nowait_failed(reply, on_error)
+        proto.call_cb(cmd, done)
+
+    def _nowait_failed(self, e, on_error):
+        self.counters["publish_errors"] += 1
+        self.note_failure("publish", e)
+        if on_error is not None:
+            on_error(f"Redis did not take the publish: {e}")
+
+    def _publish_command(self, channels, payload, eid, etype, binary) -> list:
+        keys = self._keys
+        cmd = ["EVALSHA", None, str(1 + 2 * len(channels)), self.clock_key]
+        for n in channels:
+            pair = keys.get(n)
+            if pair is None:
+                if len(keys) >= 100_000:
+                    keys.clear()
+                p = self.cfg.key_prefix
+                pair = keys[n] = (f"{p}:m:{n}", f"{p}:h:{n}")
+            cmd += pair
+        cmd += self._publish_args
+        cmd += ("1" if binary else "0", eid, etype, payload, self.chan_prefix, *channels)
+        return cmd
+
+    def _send_publish(self, cmd, channels, out, retried):
+        try:
+            proto = self._command_link(True)
+        except BrokerUnavailable as e:
+            return self._publish_failed(out, e)
+        cmd[1] = self._sha["publish"]
+        fut = proto.call(*cmd)
+        fut.add_done_callback(lambda f: self._published(f, cmd, channels, out, retried))
+
+    def _published(self, fut, cmd, channels, out, retried):
+        exc = fut.exception()
+        if exc is None:
+            self.counters["published"] += 1
+            reply = fut.result()
+            if not out.done():
+                out.set_result([PublishResult(n, reply[2 * i], reply[2 * i + 1])
+                                for i, n in enumerate(channels)])
+        elif not retried and str(exc).startswith("NOSCRIPT"):
+            # Redis restarted without its script cache: load it, send again (once)
+            asyncio.ensure_future(self._reload_and_resend(cmd, channels, out))
+        else:
+            self._publish_failed(out, exc)
+
+    async def _reload_and_resend(self, cmd, channels, out):
+        try:
+            await self.load_scripts(self._command_link(True))
         except (RespError, BrokerUnavailable) as e:
-            self.counters["publish_errors"] += 1
-            self.note_failure("publish", e)
-            raise BrokerUnavailable(f"Redis did not take the publish: {e}") from None
-        self.counters["published"] += 1
-        return [PublishResult(n, reply[2 * i], reply[2 * i + 1])
-                for i, n in enumerate(channels)]
+            return self._publish_failed(out, e)
+        self._send_publish(cmd, channels, out, retried=True)
+
+    def _publish_failed(self, out, e):
+        self.counters["publish_errors"] += 1
+        self.note_failure("publish", e)
+        if not out.done():
+            out.set_exception(BrokerUnavailable(f"Redis did not take the publish: {e}"))
 
     def delete(self, channel: str, text: bytes = b"Channel deleted"):
         return self._delete(channel, text)

@@ -22,6 +22,9 @@ from typing import Callable, Optional
 
 import hiredis
 
+_Future = asyncio.Future
+FLUSH_AT = 128                  # commands written at once without waiting for the turn's end
+
 
 class RespError(Exception):
     """An error reply (``-ERR ...``) or a lost connection."""
@@ -57,12 +60,14 @@ class RespProtocol(asyncio.Protocol):
         waiters = self._waiters
         if self._on_push is None:
             while (reply := reader.gets()) is not False:
-                fut = waiters.popleft()
-                if not fut.done():
+                w = waiters.popleft()
+                if type(w) is not _Future:
+                    w(reply)                         # call_cb: the callback takes errors too
+                elif not w.done():
                     if isinstance(reply, RespError):
-                        fut.set_exception(reply)
+                        w.set_exception(reply)
                     else:
-                        fut.set_result(reply)
+                        w.set_result(reply)
             return
         batch = []
         while (reply := reader.gets()) is not False:
@@ -73,9 +78,11 @@ class RespProtocol(asyncio.Protocol):
         self.closed = True
         err = ConnectionLost(f"connection lost: {exc}" if exc else "connection closed")
         while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_exception(err)
+            w = self._waiters.popleft()
+            if type(w) is not _Future:
+                w(err)
+            elif not w.done():
+                w.set_exception(err)
         if self._on_lost is not None:
             self._on_lost(self)
 
@@ -91,16 +98,31 @@ class RespProtocol(asyncio.Protocol):
         self._waiters.append(fut)
         return fut
 
+    def call_cb(self, args, callback) -> None:
+        """Send a command; callback(reply) gets its reply, a RespError for an error reply or a
+        lost connection (no future: the publish hot path)."""
+        if self.closed:
+            callback(ConnectionLost("connection closed"))
+            return
+        self.send(*args)
+        self._waiters.append(callback)
+
     def send(self, *args) -> None:
         """Send a command whose reply is not awaited here (PUB/SUB mode: SUBSCRIBE's answers
         come as pushes)."""
-        self._out.append(hiredis.pack_command(args))
-        if not self._flush_scheduled:
+        out = self._out
+        out.append(hiredis.pack_command(args))
+        if len(out) >= FLUSH_AT:
+            self._flush()                        # keep Redis busy while this turn goes on
+        elif not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self._turn_flush)
+
+    def _turn_flush(self):
+        self._flush_scheduled = False
+        self._flush()
 
     def _flush(self):
-        self._flush_scheduled = False
         out, self._out = self._out, []
         if out and not self.closed:
             self.transport.write(b"".join(out))
