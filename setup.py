@@ -37,8 +37,10 @@ def extensions():
 
     cflags, ldflags, macros = [], [], []
     if debug:
+        # -UNDEBUG keeps C assert() live (the CPython headers' inline functions have some);
+        # the checks of gogin's own code are Cython's directives below.  No GG_DEBUG macro:
+        # nothing in native/ or the .pyx files would read one.
         cflags += ["-O0", "-g3", "-UNDEBUG"]
-        macros.append(("GG_DEBUG", "1"))
     else:
         cflags += ["-O2"]
     if sanitize:
@@ -115,7 +117,6 @@ def extensions():
     }
     return cythonize(exts, compiler_directives=directives,
                      annotate=flag("GOGIN_ANNOTATE"),
-                     compile_time_env={},
                      force=force)
 
 

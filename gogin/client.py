@@ -17,18 +17,28 @@ once, in order; when gogin no longer stores that far back it yields a Gap first.
 refusal (or WebSocket close 1008 with gogin's JSON reason) ends the iteration with Refused:
 retrying would not change the answer.  Documented in docs/clients.md; the resume rules are
 gogin.js's (gogin/static/gogin.js), and docs/protocol.md says what the server does.
+
+Signed tokens (a `channels = "token"` location): ``Client(..., token=get_token)``, where
+get_token() returns the JWT (or an awaitable of it) - asked for each connect (``?token=``)
+and, on a WebSocket, again ``refresh_margin`` seconds before the token's exp (read from the
+token without verifying it: gogin verifies), sent as ``{"token": "<jwt>"}``, so that gogin
+does not close the connection when the first token ends.  An EventSource stream cannot take
+a new token: it ends at the token's exp and reconnects with a new one, from its position.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import email.utils
+import inspect
 import json
 import random
 import time
-from dataclasses import dataclass
 from collections.abc import AsyncIterator
-from typing import Mapping, Optional, Sequence, Union
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Mapping, Optional, Sequence, Union
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aiohttp
@@ -39,11 +49,32 @@ except ImportError:     # the EventSource and HTTP parts work without it: pip in
     picows = None
 
 __all__ = ["Client", "Subscription", "Publisher", "Message", "Gap", "Position", "Refused",
-           "PublishError", "retry_delay"]
+           "PublishError", "retry_delay", "token_exp"]
 
 GAP_ID = -4
 CLOCK_SKEW = 5.0          # s our clock may be ahead of gogin's, until a live message tells
 STABLE = 5.0              # s a connection lasted: it worked, the backoff starts over
+TOKEN_EXPIRED = "Token expired."            # gogin's explain when a token ended
+TOKEN_LASTED = 1.0        # s a token connection lasted: its end is not a refusal at connect
+TokenSource = Union[str, Callable[[], Union[str, Awaitable[str]]]]
+
+
+def token_exp(token: str) -> Optional[float]:
+    """The `exp` claim of a JWT, read without verifying anything (only to know when to ask
+    for the next one: gogin does the verifying); None when there is none to read."""
+    try:
+        payload = token.split(".")[1]
+        doc = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        exp = doc.get("exp") if isinstance(doc, dict) else None
+        return float(exp) if isinstance(exp, (int, float)) else None
+    except (IndexError, ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def refresh_at(exp: float, now: float, margin: float) -> float:
+    """When to send the next token: `margin` s before exp, but never later than 3/4 of the
+    way there (a token of 8 s is renewed after 6 s, not 30 s before its end)."""
+    return exp - min(margin, max(0.0, exp - now) / 4)
 
 
 @dataclass(frozen=True)
@@ -276,6 +307,9 @@ class Subscription(AsyncIterator[Union[Message, Gap]]):
         self._task: Optional[asyncio.Task] = None
         self._ws: Optional["picows.WSTransport"] = None
         self._opened = asyncio.Event()
+        self.token_exp: Optional[float] = None    # exp of the token gogin holds for us
+        self.refreshes = 0                        # tokens gogin accepted on an open socket
+        self._answers: Optional[asyncio.Queue] = None   # set while a refresh is awaited
 
     @property
     def positions(self) -> dict[str, Position]:
@@ -358,11 +392,71 @@ class Subscription(AsyncIterator[Union[Message, Gap]]):
             self.state = "closed"
             self._queue.put_nowait(_End(e))
 
-    def _url(self, base_path: str, scheme: str) -> str:
+    def _url(self, base_path: str, scheme: str, token: Optional[str] = None) -> str:
         query = self.resume.query()
         suffix = f".b{self.history}" if self.history and query is None else ""
         path = base_path.rstrip("/") + "/" + "/".join(ch + suffix for ch in self.resume.channels)
+        if token is not None:
+            query = {**(query or {}), "token": token}
         return self.client.url(path, query, scheme)
+
+    async def _token(self) -> Optional[str]:
+        """A token for this connect (None without a token source), and its exp."""
+        token = await self.client.get_token()
+        self.token_exp = token_exp(token) if token is not None else None
+        return token
+
+    def _token_ended(self, e: Refused, token: Optional[str], exp: Optional[float]) -> bool:
+        """A refusal because the token we connected with has ended since: not final when a
+        token source can give a new one.  A token refused at connect is final (gogin's
+        refusal comes with the 101, a token's end after the connection lasted)."""
+        opened = self.resume.opened_at
+        return (token is not None and callable(self.client.token_source)
+                and e.status == 401 and e.explain == TOKEN_EXPIRED
+                and exp is not None and opened is not None and exp > opened
+                and time.time() - opened >= TOKEN_LASTED)
+
+    def _on_text(self, payload: bytes) -> None:
+        if self._answers is not None and payload.startswith(b'{"token"'):
+            try:
+                doc = json.loads(payload)
+            except ValueError:
+                doc = None
+            if isinstance(doc, dict) and doc.get("token") in ("accepted", "refused"):
+                self._answers.put_nowait(doc)
+                return
+        self._deliver(parse(payload))
+
+    async def _refresh_loop(self, transport) -> None:
+        """Sends a new token before gogin's copy ends; a refused one is asked for again (a
+        little later) until the old one ends - gogin then closes with 1008 and the next
+        connect asks for a token again."""
+        c = self.client
+        while self.token_exp is not None:
+            now = time.time()
+            await asyncio.sleep(max(0.0, refresh_at(self.token_exp, now, c.refresh_margin) - now))
+            answer = None
+            try:
+                token = await c.get_token()
+                if transport.is_disconnected:
+                    return
+                self._answers = asyncio.Queue()
+                transport.send(picows.WSMsgType.TEXT, json.dumps({"token": token}).encode())
+                answer = await asyncio.wait_for(self._answers.get(), c.timeout)
+            except asyncio.CancelledError:
+                raise
+            except Exception:                     # no token now, or no answer: try again
+                pass
+            finally:
+                self._answers = None
+            if answer is not None and answer["token"] == "accepted":
+                self.token_exp = float(answer["exp"])
+                self.refreshes += 1
+                continue
+            left = self.token_exp - time.time()
+            if left <= 0:
+                return                            # gogin closes; the reconnect asks again
+            await asyncio.sleep(min(max(1.0, left / 4), left))
 
     def _deliver(self, msg: Union[Message, dict]) -> None:
         if isinstance(msg, dict):
@@ -378,10 +472,12 @@ class Subscription(AsyncIterator[Union[Message, Gap]]):
     async def _websocket(self) -> bool:
         _need_picows()
         c = self.client
-        url = self._url(c.ws_path, "ws")
+        token = await self._token()
+        exp = self.token_exp
+        url = self._url(c.ws_path, "ws", token)
         try:
             transport, frames = await asyncio.wait_for(picows.ws_connect(
-                lambda: _Frames(lambda b: self._deliver(parse(b)),
+                lambda: _Frames(self._on_text,
                                 lambda b: self._queue.put_nowait(
                                     Message(None, None, None, b, None, None))),
                 url, extra_headers=c.headers(), websocket_handshake_timeout=c.timeout,
@@ -399,20 +495,31 @@ class Subscription(AsyncIterator[Union[Message, Gap]]):
             raise ConnectionError("connection lost during the handshake")
         self._ws = transport
         self._connected()
-        if not transport.is_disconnected:         # a 1008 may come with the 101 already
-            await transport.wait_disconnected()
+        refresher = asyncio.ensure_future(self._refresh_loop(transport)) \
+            if callable(c.token_source) and self.token_exp is not None else None
+        try:
+            if not transport.is_disconnected:     # a 1008 may come with the 101 already
+                await transport.wait_disconnected()
+        finally:
+            if refresher is not None:
+                refresher.cancel()
         if frames.close_code == 1008:
             try:
                 doc = json.loads(frames.close_reason)
             except ValueError:
                 doc = None                        # 1008 "slow consumer" & co: retried
             if isinstance(doc, dict) and doc.get("http_status"):
-                raise Refused(int(doc["http_status"]), doc.get("explain"))
+                e = Refused(int(doc["http_status"]), doc.get("explain"))
+                if self._token_ended(e, token, exp):
+                    return True                   # reconnect, with a new token
+                raise e
         return True
 
     async def _eventsource(self) -> bool:
         c = self.client
-        url = self._url(c.ev_path, "http")
+        token = await self._token()
+        exp = self.token_exp
+        url = self._url(c.ev_path, "http", token)
         # no total timeout: the stream lasts; a silent one (gogin pings every 30 s) is dead
         timeout = aiohttp.ClientTimeout(total=None, connect=c.timeout, sock_read=c.read_timeout)
         headers = {**c.headers(), "Accept": "text/event-stream"}
@@ -420,7 +527,10 @@ class Subscription(AsyncIterator[Union[Message, Gap]]):
             if r.status != 200:
                 body = await r.text(errors="replace")
                 if is_refusal(r.status):
-                    raise Refused(r.status, r.headers.get("X-Gogin-Explain"), body)
+                    e = Refused(r.status, r.headers.get("X-Gogin-Explain"), body)
+                    if self._token_ended(e, token, exp):
+                        return True               # ended between our read and gogin's
+                    raise e
                 raise ConnectionError(f"HTTP {r.status}")
             self._connected()
             buf = b""
@@ -497,12 +607,17 @@ def _item(channels, text, event_id, event_type) -> dict:
 class Client:
     """A gogin server.  ``headers`` go with every request (Cookie / Authorization for the
     public auth-front locations: ``ws_path="/subscribe/"``); ``api_key`` is sent as
-    X-Api-Key (publisher and non-public locations when server.api_key is set)."""
+    X-Api-Key (publisher and non-public locations when server.api_key is set).
+
+    ``token``: a signed token for a `channels = "token"` location (``ws_path="/token/"``), or
+    a function returning one (or an awaitable of one), asked for at each connect and, on a
+    WebSocket, ``refresh_margin`` s before the current token's exp (module docstring)."""
 
     def __init__(self, base_url: str, *, headers: Optional[Mapping[str, str]] = None,
                  api_key: Optional[str] = None, ws_path: str = "/ws/", ev_path: str = "/ev/",
                  pub_path: str = "/pub", min_delay: float = 1.0, max_delay: float = 30.0,
-                 timeout: float = 10.0, ping_timeout: float = 20.0, read_timeout: float = 75.0):
+                 timeout: float = 10.0, ping_timeout: float = 20.0, read_timeout: float = 75.0,
+                 token: Optional[TokenSource] = None, refresh_margin: float = 30.0):
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https"):
             raise ValueError("base_url is http(s)://host:port")
@@ -515,9 +630,23 @@ class Client:
         self.timeout, self.ping_timeout, self.read_timeout = timeout, ping_timeout, read_timeout
         self._session: Optional[aiohttp.ClientSession] = None
         self._subscriptions: list[Subscription] = []
+        self.token_source = token
+        self.refresh_margin = refresh_margin
 
     def headers(self) -> dict[str, str]:
         return dict(self._headers)
+
+    async def get_token(self) -> Optional[str]:
+        """The token to present now: the fixed one, or what the token function gives."""
+        source = self.token_source
+        if source is None or isinstance(source, str):
+            return source
+        token = source()
+        if inspect.isawaitable(token):
+            token = await token
+        if not isinstance(token, str) or not token:
+            raise TypeError("the token function must return a non-empty str")
+        return token
 
     def url(self, path: str, query: Optional[Mapping[str, str]] = None,
             scheme: str = "http") -> str:

@@ -104,6 +104,7 @@ class TokenAuth(_Section):
     issuer: Optional[str] = None                 # required `iss`, if set
     cookie: str = "gogin_token"                  # cookie holding the token
     leeway: float = 0.0                          # seconds of clock skew allowed on exp/nbf
+    cache_bytes: int = 32 << 20                  # verified tokens kept (memory bound); 0: off
 
 
 class Auth(_Section):

@@ -21,8 +21,7 @@ from typing import Optional, Union
 
 import msgspec
 
-from gogin._core import Opcode
-from gogin._core.fanout import format_http_date
+from gogin._core import Opcode, format_http_date
 from gogin.auth import PublishRequest, SubscribeRequest
 from gogin.brokers import BrokerUnavailable
 from gogin.extensions import negotiate_deflate
@@ -31,6 +30,7 @@ from gogin.publish import (
     check_subscription, event_field_error, is_text, parse_channel_path, parse_granted,
 )
 from gogin import metrics, stats, tokens
+from gogin.expiry import ExpiryWheel
 
 log = logging.getLogger("gogin.server")
 
@@ -63,10 +63,11 @@ class ClientState:
 
 @dataclass(slots=True)
 class TokenState(ClientState):
-    """conn.data on a `channels = "token"` location: when its token ends, and the timer that
-    closes it then (one per connection, cancelled at close; no work per message)."""
+    """conn.data on a `channels = "token"` location: its token's grant, and the bucket of the
+    location's ExpiryWheel it sits in until its token ends (left at close; no work per
+    message)."""
     grant: Optional[object] = None        # gogin.tokens.Grant
-    expiry: Optional[asyncio.TimerHandle] = None
+    expiry: Optional[dict] = None         # an ExpiryWheel bucket
 
 
 class Location:
@@ -476,6 +477,9 @@ class SubscriberLocation(Location):
         super().__init__(server, cfg)
         hub = server.hub
         mode = cfg.mode
+        # one timing structure for the ends of all of this location's token connections
+        self.expiry_wheel = ExpiryWheel(self._token_expired) \
+            if cfg.channels == "token" and mode in STREAMING else None
         if mode == "websocket":
             self.format = hub.format("websocket", cfg.template)
             self._deflate_formats = {}
@@ -568,20 +572,18 @@ class SubscriberLocation(Location):
         names, backtrack = grant.select(asked)
         state = TokenState(self, user=grant.user, grant=grant)
         self._start(conn, req, key, names, state, backtrack)
-        if not conn.closed and conn.data is state and self.cfg.mode in STREAMING:
+        if self.expiry_wheel is not None and not conn.closed and conn.data is state:
             self._arm_expiry(conn, state)
 
     def _arm_expiry(self, conn, state):
-        if state.expiry is not None:
-            state.expiry.cancel()
-        delay = max(0.0, self.server.tokens.remaining(state.grant))
-        state.expiry = asyncio.get_running_loop().call_later(delay, self._token_expired, conn,
-                                                             state)
+        ExpiryWheel.remove(state.expiry, conn)
+        state.expiry = self.expiry_wheel.add(conn, state,
+                                             state.grant.exp + self.server.tokens.cfg.leeway)
 
     def _token_expired(self, conn, state):
+        state.expiry = None
         if conn.closed or conn.data is not state:
             return
-        state.expiry = None
         if self.cfg.mode == "websocket":
             conn.close(1008, json.dumps({"http_status": 401, "explain": tokens.EXPIRED}))
         else:

@@ -54,6 +54,16 @@ HUB_METRICS = [
     ("gogin_client_messages_total", "counter", "WebSocket messages received from clients.",
      "messages_in"),
 ]
+# the cache of verified tokens (gogin.tokens.GrantCache), when [auth.token] has one
+TOKEN_CACHE = [
+    ("gogin_token_cache_hits_total", "counter",
+     "Token connects answered from the cache of verified tokens (no signature check).", "hits"),
+    ("gogin_token_cache_misses_total", "counter",
+     "Token connects not in the cache, or expired there (checked by PyJWT).", "misses"),
+    ("gogin_token_cache_entries", "gauge", "Verified tokens in the cache.", None),
+    ("gogin_token_cache_bytes", "gauge",
+     "Bytes charged to the cache (bounded by auth.token.cache_bytes).", "size"),
+]
 AUTH_CALLS = ("gogin_auth_calls_total", "Callbacks made to the main server.")
 # a shared broker's counters (Broker.state()): (metric name, help, key)
 BROKER_METRICS = [
@@ -86,6 +96,13 @@ class HubCollector:
         for name, kind, help_, key in HUB_METRICS:
             family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
             yield family(name, help_, value=st[key])
+        verifier = getattr(self.server, "tokens", None)
+        cache = verifier.cache if verifier is not None else None
+        if cache is not None:
+            for name, kind, help_, attr in TOKEN_CACHE:
+                family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+                value = len(cache) if attr is None else getattr(cache, attr)
+                yield family(name, help_, value=value)
         name, help_ = AUTH_CALLS
         yield CounterMetricFamily(name, help_, value=self.server.auth_calls())
         broker = self.server.broker

@@ -9,7 +9,7 @@ import logging
 import time
 from typing import Optional
 
-from gogin._core import Hub
+from gogin._core import Hub, build_head
 from gogin import brokers as _brokers
 from gogin.auth import CallableAuth, MainServerAuth
 from gogin.config import Config, parse_listen
@@ -122,6 +122,10 @@ class Server:
         if self.ingest is not None:
             await self.ingest.stop()
         await self.hub.shutdown(self.config.server.shutdown_timeout if timeout is None else timeout)
+        for loc in self.locations:             # the token locations' expiry timers
+            wheel = getattr(loc, "expiry_wheel", None)
+            if wheel is not None:
+                wheel.close()
         await self.broker.close()
         await self.auth.close()
 
@@ -275,7 +279,6 @@ class Server:
     # -- HTTP answers ------------------------------------------------------------------------
 
     def head(self, status: int, headers=(), content_length: int = -1, keep_alive=True) -> bytes:
-        from gogin._core.hub import build_head
         return build_head(status, headers, content_length, keep_alive)
 
     def stream_head(self, conn, status: int, headers=()) -> bytes:
@@ -359,9 +362,9 @@ class Server:
     def _on_close(self, conn, reason):
         self._cors.pop(conn.id, None)
         state = conn.data
-        timer = getattr(state, "expiry", None)     # a token connection's end (TokenState)
-        if timer is not None:
-            timer.cancel()
+        expiry = getattr(state, "expiry", None)    # a token connection's end (TokenState):
+        if expiry is not None:                     # its bucket of the location's ExpiryWheel
+            expiry.pop(conn, None)
         if state is not None and getattr(state, "channels", None):
             self.note_unsubscribed(state.channels)
         conn.data = None

@@ -16,12 +16,13 @@ never what it was.
 from __future__ import annotations
 
 import json
+import sys
 import time
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Optional
 
 import jwt
-
 
 from gogin.config import ConfigError
 from gogin.publish import HttpError, parse_granted
@@ -33,19 +34,24 @@ FAMILIES = {"HMAC": HMAC, "RSA": RSA, "EC": EC}
 MIN_HMAC_SECRET = 32            # bytes: RFC 7518 §3.2 wants at least the hash size (HS256)
 
 EXPIRED = "Token expired."
+ENTRY_OVERHEAD = 750            # bytes: a cache entry besides its token and channel names
+                                # (OrderedDict node, Grant, tuple, ChannelRefs; measured)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Grant:
-    """What a valid token allows: its channels (ChannelRefs), its user, its expiry (Unix s)."""
+    """What a valid token allows: its channels (ChannelRefs), its user, its expiry (Unix s).
+    Shared by every connection that presents the same token (the cache): never mutated."""
     refs: tuple
     user: Optional[str]
     exp: float
+    granted: dict = field(default_factory=dict, compare=False)   # name -> backtrack (read-only)
 
     def select(self, asked) -> tuple[list[str], dict]:
         """The channels of a connection: those the client named (each must be granted, else
-        403), or every granted one; backtrack is the token's .bN, else the client's."""
-        granted = {r.name: r.backtrack for r in self.refs}
+        403), or every granted one; backtrack is the token's .bN, else the client's (the
+        dict returned is only read)."""
+        granted = self.granted
         if not asked:
             return list(granted), granted
         for r in asked:
@@ -167,6 +173,63 @@ def _refusal(e: jwt.PyJWTError) -> HttpError:
     return HttpError(401, "Invalid token.")
 
 
+class GrantCache:
+    """Tokens already verified -> their Grant, so that a client reconnecting with the token it
+    holds (a reconnect storm) costs a dict lookup, not a signature check.
+
+    Safe because nothing a verification depends on changes while the process runs (the keys,
+    algorithms, audience and issuer are loaded once) except the time, and the time only ends
+    a token: an entry is keyed by the exact token string (any other byte: another entry, and
+    a full check) and is good until the token's own `exp` - earlier than PyJWT, which accepts
+    it up to exp + leeway.  Only successful checks are stored.  Bounded in bytes (tokens,
+    channel names, plus ENTRY_OVERHEAD each): the least recently used entries go first; an
+    expired entry goes when it is looked up, or when it is the oldest."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.size = 0                       # bytes charged for the entries
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict = OrderedDict()   # token -> (Grant, charge)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, token: str, now: float) -> Optional[Grant]:
+        entry = self._entries.get(token)
+        if entry is None:
+            self.misses += 1
+            return None
+        if now >= entry[0].exp:             # expired since: never answered from here
+            self._drop(token)
+            self.misses += 1
+            return None
+        self._entries.move_to_end(token)
+        self.hits += 1
+        return entry[0]
+
+    def put(self, token: str, grant: Grant, now: float) -> None:
+        if now >= grant.exp:                # within the leeway only: not worth keeping
+            return
+        charge = (sys.getsizeof(token) + ENTRY_OVERHEAD
+                  + sum(sys.getsizeof(r.name) for r in grant.refs))
+        if charge > self.max_bytes // 16:   # one giant token may not flush everyone else
+            return
+        if token in self._entries:
+            self._drop(token)
+        self._entries[token] = (grant, charge)
+        self.size += charge
+        while self.size > self.max_bytes:
+            self._drop(next(iter(self._entries)))
+
+    def _drop(self, token: str) -> None:
+        self.size -= self._entries.pop(token)[1]
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.size = 0
+
+
 class TokenVerifier:
     """Keys and rules of [auth.token], loaded once; verify() is pure CPU (no I/O)."""
 
@@ -184,6 +247,10 @@ class TokenVerifier:
             raise ConfigError("auth.token.leeway: must be >= 0")
         if not cfg.cookie or any(c in cfg.cookie for c in "=;, \t\r\n"):
             raise ConfigError(f"auth.token.cookie: {cfg.cookie!r} is no cookie name")
+        if cfg.cache_bytes < 0:
+            raise ConfigError("auth.token.cache_bytes: must be >= 0 (0: no cache)")
+        self.cache: Optional[GrantCache] = GrantCache(cfg.cache_bytes) if cfg.cache_bytes \
+            else None
         self.keys: Optional[dict] = None
         self.key = None
         source = sources[0]
@@ -214,9 +281,22 @@ class TokenVerifier:
 
     def verify(self, token: Optional[str]) -> Grant:
         """The grant of a token, or HttpError: 401 for a missing, expired or invalid token,
-        403 for one that grants no valid channel."""
+        403 for one that grants no valid channel.  A token verified before and not expired
+        since is answered from the cache (GrantCache)."""
         if not token:
             raise HttpError(401, "No token.", [("WWW-Authenticate", "Bearer")])
+        cache = self.cache
+        if cache is None:
+            return self._verify(token)
+        now = time.time()
+        grant = cache.get(token, now)
+        if grant is None:
+            grant = self._verify(token)
+            cache.put(token, grant, now)
+        return grant
+
+    def _verify(self, token: str) -> Grant:
+        """The full check: PyJWT (signature, algorithm, exp/nbf/aud/iss), then the claims."""
         cfg = self.cfg
         try:
             claims = jwt.decode(token, self._key_for(token), algorithms=self.algorithms,
@@ -234,7 +314,8 @@ class TokenVerifier:
         except HttpError:
             raise HttpError(403, "Token grants an invalid channel id.") from None
         sub = claims.get("sub")
-        return Grant(tuple(refs), None if sub is None else str(sub), float(claims["exp"]))
+        return Grant(tuple(refs), None if sub is None else str(sub), float(claims["exp"]),
+                     {r.name: r.backtrack for r in refs})
 
     def remaining(self, grant: Grant) -> float:
         """Seconds until the grant ends (its exp, plus the leeway the check allows)."""

@@ -38,7 +38,3 @@ cdef int outq_iov(OutQueue *q, iovec *iov, int maxiov) noexcept nogil
 # `n` bytes were written: advance, dropping the references of completed frames.
 # Returns how many frames were completed.
 cdef Py_ssize_t outq_consume(OutQueue *q, Py_ssize_t n) noexcept nogil
-
-# allocation counters, for tests and stats (process-wide; the core is single-threaded)
-cdef Py_ssize_t frame_count_allocated() noexcept nogil
-cdef Py_ssize_t frame_count_live() noexcept nogil

@@ -148,14 +148,6 @@ cdef Py_ssize_t outq_consume(OutQueue *q, Py_ssize_t n) noexcept nogil:
     return done
 
 
-cdef Py_ssize_t frame_count_allocated() noexcept nogil:
-    return frames_allocated
-
-
-cdef Py_ssize_t frame_count_live() noexcept nogil:
-    return frames_live
-
-
 def frame_counters():
     """(allocated since start, alive now): lets tests prove one frame per publish per format."""
     return frames_allocated, frames_live

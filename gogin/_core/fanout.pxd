@@ -56,7 +56,6 @@ cdef struct Conn:
     Conn *rnext                # resume list
     void *obj                  # the Connection object (borrowed; the hub's table owns it)
     int fmt                    # format of the connection's subscriptions
-    int close_code             # close code sent (WebSocket), 0 if none
 
 
 cdef enum FormatKind:

@@ -20,9 +20,12 @@ from gogin._core.frames cimport ws_write_header, GG_WS_MAX_HEADER, PING, BINARY,
 from gogin._core.registry cimport Channel, Group, json_escape_into, json_escaped_size
 from gogin._core.deflate cimport pmd_frame, GG_PMD_MIN_BITS, GG_PMD_MAX_BITS
 from gogin._core.includes.sockets cimport (
-    msghdr, sendmsg, MSG_NOSIGNAL, errno, EAGAIN, EWOULDBLOCK, EINTR,
+    msghdr, errno, EAGAIN, EWOULDBLOCK, EINTR,
     time_t, tm, gmtime_r, strftime, gg_would_block,
 )
+from gogin._core.includes.compat cimport gg_sendmsg, GG_SIGPIPE_SAFE
+
+_SIGPIPE_SAFE = bool(GG_SIGPIPE_SAFE)  # this build's sends never raise SIGPIPE (tests read it)
 
 cdef enum Token:
     TOKEN_LITERAL = 0
@@ -677,7 +680,7 @@ cdef int flush_conn(FanoutState *st, Conn *c) noexcept nogil:
             want += st.iov[k].iov_len
         mh.msg_iov = st.iov
         mh.msg_iovlen = n
-        w = sendmsg(c.fd, &mh, MSG_NOSIGNAL)
+        w = gg_sendmsg(c.fd, &mh)
         st.writes += 1
         if w < 0:
             if errno == EINTR:

@@ -64,7 +64,6 @@ cdef struct WsParser:
     unsigned char *buf      # message (or control) payload being assembled
     Py_ssize_t buf_len
     Py_ssize_t buf_cap
-    Py_ssize_t msg_len      # data-message bytes assembled so far (before the control frame part)
     Py_ssize_t max_message_size
     uint32_t utf8_state     # incremental UTF-8 DFA state for TEXT messages
     bint failed             # after WS_ERROR or WS_CLOSE every further feed returns WS_NONE, consumes all

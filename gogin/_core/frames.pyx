@@ -132,7 +132,6 @@ cdef void ws_parser_free(WsParser *p) noexcept nogil:
     p.ctl = NULL
     p.buf_len = 0
     p.buf_cap = 0
-    p.msg_len = 0
     p.release = False
 
 
@@ -339,7 +338,6 @@ cdef int ws_parser_feed(WsParser *p, const unsigned char *data, Py_ssize_t n,
         # The previous WS_MESSAGE pointed into buf: it is invalid from now on.
         p.release = False
         p.buf_len = 0
-        p.msg_len = 0
         if p.buf_cap > GG_WS_KEEP_BUF:
             # idle connections keep at most a small buffer
             free(p.buf)
@@ -403,7 +401,6 @@ cdef int ws_parser_feed(WsParser *p, const unsigned char *data, Py_ssize_t n,
             p.frame_done += <uint64_t>take
             if p.opcode < 0x8:
                 p.buf_len += take
-                p.msg_len = p.buf_len
                 if p.msg_opcode == TEXT and not p.compressed:
                     # RFC 6455 §8.1: fail fast, even in the middle of a frame (a compressed
                     # message is checked once inflated)

@@ -44,12 +44,13 @@ from gogin._core.http cimport Request, HeadResult, parse_head
 from gogin._core.registry cimport Registry, Channel, Sub, sublist_init
 from gogin._core.selector cimport Selector, GG_READABLE, GG_WRITABLE, GG_NONE
 from gogin._core.includes.sockets cimport (
-    sockaddr, sockaddr_in, sockaddr_in6, socklen_t, accept4, recv, send, shutdown, close,
+    sockaddr, sockaddr_in, sockaddr_in6, socklen_t, recv, shutdown, close,
     setsockopt, inet_ntop, ntohs, errno, timespec, clock_gettime, time,
-    SOCK_NONBLOCK, SOCK_CLOEXEC, SHUT_WR, MSG_NOSIGNAL, IPPROTO_TCP, TCP_NODELAY,
+    SHUT_WR, IPPROTO_TCP, TCP_NODELAY,
     AF_INET, AF_INET6, EAGAIN, EWOULDBLOCK, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM,
     ECONNABORTED, CLOCK_MONOTONIC, gg_would_block,
 )
+from gogin._core.includes.compat cimport gg_accept, gg_send, gg_nosigpipe
 
 import errno as _errno
 import logging
@@ -959,7 +960,7 @@ cdef class Hub:
         cdef Connection conn
         for i in range(ACCEPT_BATCH):
             alen = sizeof(addr)
-            fd = accept4(lfd, <sockaddr *>addr, &alen, SOCK_NONBLOCK | SOCK_CLOEXEC)
+            fd = gg_accept(lfd, <sockaddr *>addr, &alen)
             if fd < 0:
                 if errno == EINTR or errno == ECONNABORTED:
                     continue
@@ -972,8 +973,7 @@ cdef class Hub:
                     self._sel_mod(lfd, GG_NONE)
                 return
             if self.connections >= self.max_connections or self._closing:
-                send(fd, PyBytes_AS_STRING(OVERLOAD_RESPONSE), len(OVERLOAD_RESPONSE),
-                     MSG_NOSIGNAL)
+                gg_send(fd, PyBytes_AS_STRING(OVERLOAD_RESPONSE), len(OVERLOAD_RESPONSE))
                 close(fd)
                 self.rejected += 1
                 continue
@@ -1021,6 +1021,7 @@ cdef class Hub:
         in the request-head state.  The hub owns and closes the fd from now on."""
         import os
         os.set_blocking(fd, False)
+        gg_nosigpipe(fd)              # what gg_accept does for accepted ones (native/compat.h)
         return self._register(fd)
 
     def adopt_pending(self, int fd, bint keep_alive=True):
@@ -1411,7 +1412,6 @@ cdef class Hub:
             n = min(len(reason), 123)
             memcpy(payload + 2, PyBytes_AS_STRING(reason), n)
             n += 2
-        c.close_code = code
         f = ws_frame(CLOSE, payload, n)
         if f != NULL:
             self._settle()
@@ -2107,8 +2107,7 @@ cdef class Hub:
         for conn in self._open_connections():
             if conn.c.state == CS_WEBSOCKET:
                 drop_queue(&self._fs, &conn.c)
-                send(conn.c.fd, self._close_going_away.data, self._close_going_away.len,
-                     MSG_NOSIGNAL)
+                gg_send(conn.c.fd, self._close_going_away.data, self._close_going_away.len)
             self._close(&conn.c, "shutdown")
         self.flush()
         self.detach()

@@ -23,11 +23,11 @@ from posix.unistd cimport close as c_close
 from gogin._core.selector cimport Selector, gg_selector, gg_fired, GG_READABLE, GG_WRITABLE
 from gogin._core.includes.sockets cimport (
     sockaddr, sockaddr_in, socklen_t, send, recv, setsockopt, shutdown, SHUT_RDWR,
-    MSG_NOSIGNAL, MSG_DONTWAIT, SOL_SOCKET, SO_ERROR, SOCK_NONBLOCK, SOCK_CLOEXEC, AF_INET,
+    MSG_DONTWAIT, SOL_SOCKET, SO_ERROR, AF_INET,
     IPPROTO_TCP, TCP_NODELAY, gg_would_block, timespec, clock_gettime, CLOCK_MONOTONIC)
+from gogin._core.includes.compat cimport GG_MSG_NOSIGNAL, gg_socket, gg_send
 
 cdef extern from "<sys/socket.h>" nogil:
-    int socket(int domain, int type, int protocol)
     int connect(int fd, const sockaddr *addr, socklen_t len)
     int bind(int fd, const sockaddr *addr, socklen_t len)
     int getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen)
@@ -255,7 +255,7 @@ cdef void send_pong(Conn *c, Stats *st) noexcept nogil:
     out[1] = 0x80 | <uint8_t>n
     memset(&out[2], 0, 4)
     memcpy(&out[6], c.peek, n)
-    if c.fd >= 0 and send(c.fd, out, 6 + n, MSG_NOSIGNAL | MSG_DONTWAIT) == 6 + n:
+    if c.fd >= 0 and send(c.fd, out, 6 + n, GG_MSG_NOSIGNAL | MSG_DONTWAIT) == 6 + n:
         st.pongs_sent += 1
 
 
@@ -624,7 +624,7 @@ cdef class LoadClient:
     cdef void _start(self, Conn *c) noexcept nogil:
         cdef int fd, one = 1, r
         cdef sockaddr_in src
-        fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
+        fd = gg_socket(AF_INET, SOCK_STREAM, 0)
         self._inflight += 1
         c.state = ST_CONNECTING
         if fd < 0:
@@ -669,7 +669,7 @@ cdef class LoadClient:
                 return
             c.state = ST_HANDSHAKE
         if c.state == ST_HANDSHAKE and c.req_off < c.req_len:
-            w = send(c.fd, c.req + c.req_off, c.req_len - c.req_off, MSG_NOSIGNAL)
+            w = gg_send(c.fd, c.req + c.req_off, c.req_len - c.req_off)
             if w < 0:
                 if not gg_would_block(errno):
                     self._fail(c, False)

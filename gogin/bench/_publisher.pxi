@@ -186,7 +186,7 @@ cdef inline bint pub_due(PubState *p, uint64_t now) noexcept nogil:
 cdef void pub_flush(PubState *p, PubConn *c, gg_selector *sel, _ctl_fn mod) noexcept nogil:
     cdef Py_ssize_t w
     while c.out_off < c.out_len:
-        w = send(c.fd, c.out + c.out_off, c.out_len - c.out_off, MSG_NOSIGNAL)
+        w = gg_send(c.fd, c.out + c.out_off, c.out_len - c.out_off)
         if w < 0:
             if gg_would_block(errno):
                 break

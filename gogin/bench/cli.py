@@ -318,7 +318,10 @@ async def bench_target(a, spec: str, rates: list[float], prog: Progress) -> tupl
             raise SystemExit(f"gogin-bench: {spec} has no EventSource subscriber")
         url_of = target.sse_url if sse else target.sub_url
         host, port, _ = handshake(url_of(names[0]), sse)
-        reqs = [handshake(url_of(names[c]), sse)[2] for c in chan_of]
+        tokens = read_tokens(a.tokens) if a.tokens else None
+        reqs = [handshake(url_of(names[c]) if tokens is None else
+                          url_of(names[c]).replace("{token}", tokens[i % len(tokens)]), sse)[2]
+                for i, c in enumerate(chan_of)]
         sources = a.sources or (1 + (subs - 1) // SOURCE_SPAN)
         rss0 = proc_rss(pids)
         client = LoadClient(host, port, reqs, chan_of, sources=sources,
@@ -494,6 +497,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connect-timeout", type=float, default=60.0)
     p.add_argument("--settle", type=float, default=0.2, help="seconds after connecting")
     p.add_argument("--channel-prefix", default="ch")
+    p.add_argument("--tokens", metavar="FILE",
+                   help="one token per line: subscriber i's URL has {token} replaced by line i "
+                        "(a signed-token location, one token per client as real clients hold "
+                        "them), e.g. --target 'http://127.0.0.1:9080/token/{channel}"
+                        "?token={token}'")
     p.add_argument("--p99-limit", type=float, default=P99_LIMIT_MS, help="ms, pass criterion")
     p.add_argument("--json", metavar="FILE", help="append one JSON line per step")
     p.add_argument("--markdown", nargs="?", const="-", metavar="FILE",
@@ -502,6 +510,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", choices=["auto", "on", "off"], default="auto")
     p.add_argument("--kill-subscribers", type=int, default=0, help=argparse.SUPPRESS)
     return p
+
+
+def read_tokens(path: str) -> list[str]:
+    with open(path) as fh:
+        tokens = [line.strip() for line in fh if line.strip()]
+    if not tokens:
+        raise SystemExit(f"gogin-bench: --tokens {path}: no token in the file")
+    return tokens
 
 
 def bench_main(argv=None) -> int:

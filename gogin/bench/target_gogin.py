@@ -201,7 +201,9 @@ class UrlTarget:
         return None
 
     def sub_url(self, channel: str) -> str:
-        return f"ws://{self.host}:{self.port}{self.sub_path.format(channel=channel)}"
+        # '{token}' stays for the caller: one token per subscriber (gogin-bench --tokens)
+        path = self.sub_path.format(channel=channel, token="{token}")
+        return f"ws://{self.host}:{self.port}{path}"
 
     def pub(self, channel: str) -> tuple[str, str]:
         return "http", f"http://{self.host}:{self.port}{self.pub_path.format(channel=channel)}"

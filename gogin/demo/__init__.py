@@ -13,10 +13,17 @@ matches):
 
 Sessions are signed cookies (gogin/demo/sessions.py) whose secret is kept in a file, so a
 logged-in page reconnects after a restart; GOGIN_DEMO_STATE_DIR says where that file lives.
+
+Unless the configuration has its own [auth.token], the demo also sets one up (HS256, a key
+derived from the session secret) with three signed-token locations, /token/, /token-ev/ and
+/token-lp/: the page's ``?auth=token`` mode subscribes there with tokens from the demo main
+server's /token (gogin.js's token option: refreshed before they end).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -25,7 +32,7 @@ import tempfile
 
 import msgspec
 
-from gogin.config import Location, parse_listen
+from gogin.config import Location, TokenAuth, parse_listen
 from gogin.demo.mainserver import USERS, DemoMainServer, is_loopback_host
 from gogin.demo.sessions import Sessions
 
@@ -82,7 +89,10 @@ async def start_demo(cfg):
     sessions = Sessions()
     log.info("demo: sessions signed with the secret %s (a new secret logs everyone out)",
              sessions.secret_source)
-    main = DemoMainServer(page_url=page_url, sessions=sessions)
+    # demo tokens, unless gogin has its own [auth.token] (its key may be a public key)
+    token_key = None if cfg.auth.token is not None else \
+        hmac.new(sessions.secret, b"gogin-demo-token", hashlib.sha256).hexdigest()
+    main = DemoMainServer(page_url=page_url, sessions=sessions, token_key=token_key)
     runner = web.AppRunner(main.app(), access_log=None)
     await runner.setup()
     port = None
@@ -102,7 +112,8 @@ async def start_demo(cfg):
     tmpdir = tempfile.mkdtemp(prefix="gogin-demo-")
     with open(os.path.join(tmpdir, "config.json"), "w") as fh:
         json.dump({"main_server": url, "login": f"{url}/login", "logout": f"{url}/logout",
-                   "whoami": f"{url}/whoami", "users": USERS}, fh)
+                   "whoami": f"{url}/whoami", "users": USERS,
+                   "token": f"{url}/token" if token_key else None}, fh)
     demo = Demo(runner, url, tmpdir, main)
 
     if cfg.auth.url or cfg.auth.publish_url:
@@ -113,6 +124,13 @@ async def start_demo(cfg):
     ours = [Location(path="/", role="static", root=PAGE_DIR, public=True),
             Location(path="/static/", role="static", root=STATIC_DIR, public=True),
             Location(path="/_demo/", role="static", root=tmpdir, public=True)]
+    if token_key is not None:
+        auth = msgspec.structs.replace(auth, token=TokenAuth(algorithms=["HS256"],
+                                                             key=token_key))
+        ours += [Location(path=path, role="subscriber", mode=mode, channels="token",
+                          public=True)
+                 for path, mode in (("/token/", "websocket"), ("/token-ev/", "eventsource"),
+                                    ("/token-lp/", "longpoll"))]
     for loc in ours:
         if loc.path in taken:
             log.warning("demo: location %s is configured already; the demo's is left out",

@@ -16,7 +16,11 @@ callbacks):
   the target).  Empty, too long or misdirected messages get a 403.
 
 And for the browser: ``POST /login`` (form field ``user``), ``POST /logout`` (both answer a
-303 back to gogin's page) and ``GET /whoami`` (CORS, with credentials, for gogin's page).
+303 back to gogin's page), ``GET /whoami`` (CORS, with credentials, for gogin's page) and
+``GET /token`` (same CORS): for a logged-in user, a short signed token (HS256 JWT: ``sub``, the
+user's ``channels``, ``exp`` in TOKEN_LIFE s, or ``?life=`` within TOKEN_LIFES) for gogin's
+``channels = "token"`` locations, which the page's gogin.js asks for at each connect and
+before each token ends (the page's ``?auth=token`` mode).
 
 Cookies are per host, not per port: the session cookie set here on 127.0.0.1:<port> is sent by
 the browser to gogin on 127.0.0.1:<gogin port> too, which forwards it back to us.  Loopback only.
@@ -27,6 +31,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import time
 from typing import Optional
 from urllib.parse import urlsplit
 
@@ -38,6 +43,8 @@ log = logging.getLogger("gogin.demo")
 
 COOKIE = "gogin_demo_session"
 MAX_TEXT = 280
+TOKEN_LIFE = 120.0             # s a demo token lasts (short: the page refreshes it)
+TOKEN_LIFES = (2.0, 3600.0)    # the ?life= a page may ask for (the tests ask for seconds)
 
 # user -> channels; user.<name> is private, team.* is shared by a team, all by everybody
 USERS: dict[str, list[str]] = {
@@ -80,10 +87,11 @@ class DemoMainServer:
     """The aiohttp application; sessions are signed cookies (nothing is kept in memory)."""
 
     def __init__(self, page_url: str = "/", users: Optional[dict] = None,
-                 sessions: Optional[Sessions] = None):
+                 sessions: Optional[Sessions] = None, token_key: Optional[str] = None):
         self.page_url = page_url              # where /login and /logout send the browser back
         self.users = dict(users or USERS)
         self.sessions = sessions or Sessions()
+        self.token_key = token_key            # HS256 secret shared with gogin's [auth.token]
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024)
@@ -92,6 +100,8 @@ class DemoMainServer:
             web.post("/logout", self.logout),
             web.get("/whoami", self.whoami),
             web.options("/whoami", self.whoami),
+            web.get("/token", self.token),
+            web.options("/token", self.token),
             web.post("/auth/subscribe", self.auth_subscribe),
             web.post("/auth/publish", self.auth_publish),
             web.get("/", self.index),
@@ -133,14 +143,41 @@ class DemoMainServer:
             log.info("demo: %s logged out", user)
         return resp
 
-    async def whoami(self, request: web.Request) -> web.StreamResponse:
-        """For gogin's page (another origin: CORS with credentials, loopback origins only)."""
+    @staticmethod
+    def _cors(request: web.Request) -> dict:
+        """CORS with credentials for gogin's page (another origin), loopback origins only."""
         origin = request.headers.get("Origin")
-        cors = {}
         if loopback_http_url(origin):
-            cors = {"Access-Control-Allow-Origin": origin,
+            return {"Access-Control-Allow-Origin": origin,
                     "Access-Control-Allow-Credentials": "true",
                     "Vary": "Origin"}
+        return {}
+
+    async def token(self, request: web.Request) -> web.StreamResponse:
+        """A signed token for the logged-in user (gogin verifies it; nothing is kept here)."""
+        import jwt
+        cors = self._cors(request)
+        if request.method == "OPTIONS":
+            return web.Response(status=204, headers=cors)
+        headers = {**cors, "Cache-Control": "no-store"}
+        if self.token_key is None:
+            return web.json_response({"error": "gogin has its own [auth.token]: no demo tokens"},
+                                     status=404, headers=headers)
+        user = self.user_of(request)
+        if user is None:
+            return web.json_response({"error": "not logged in"}, status=401, headers=headers)
+        try:
+            life = float(request.query.get("life", TOKEN_LIFE))
+        except ValueError:
+            life = TOKEN_LIFE
+        life = min(max(life, TOKEN_LIFES[0]), TOKEN_LIFES[1])
+        token = jwt.encode({"sub": user, "channels": self.users[user],
+                            "exp": int(time.time() + life)}, self.token_key, algorithm="HS256")
+        return web.Response(text=token, headers=headers)
+
+    async def whoami(self, request: web.Request) -> web.StreamResponse:
+        """For gogin's page (another origin: CORS with credentials, loopback origins only)."""
+        cors = self._cors(request)
         if request.method == "OPTIONS":
             return web.Response(status=204, headers=cors)
         user = self.user_of(request)

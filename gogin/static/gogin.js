@@ -8,6 +8,8 @@
  *     onstatus(state, info) { ... },     // connecting | open | waiting | refused | stopped
  *     onrefused(info) { ... },           // {status: 401, explain, body}: log in again
  *     onerror(doc) { ... },              // gogin's own: {"error": "publish rejected", ...}
+ *     token: () => fetch("/token").then((r) => r.text()),   // signed-token locations only
+ *     ontoken(info) { ... },             // {state: "accepted", exp} | {state: "refused", ...}
  *   });
  *   client.send({channel: "team.red", text: "hi"});     // client publish (WebSocket only)
  *   client.state, client.transport, client.nextRetryAt, client.positions
@@ -25,6 +27,15 @@
  *   back spread over the whole window, not in the same second.
  * - Refusals: an HTTP 4xx (or WebSocket close 1008 with gogin's JSON reason) is not a network
  *   failure: it emits "refused" and stops; the page decides (log in, then client.start()).
+ * - Signed tokens (`channels = "token"` locations): `token` is a string or a function giving
+ *   one (or a Promise of one), asked for at every connect (sent as ?token=).  On a WebSocket
+ *   a new one is sent ({"token": ...}) refreshMargin ms before the token's exp (read from the
+ *   token without verifying it: gogin verifies), so the connection outlives its first token;
+ *   an EventSource stream ends at exp and reconnects with a new token (from its position);
+ *   long-polls ask for a new token before a request when the current one is near its end.
+ *   A connection closed because its token ended reconnects; a token refused at connect is a
+ *   refusal like any other, and so is a token function that rejects with an error whose
+ *   `status` is a 4xx (the page's session is gone).
  */
 (function (global) {
   "use strict";
@@ -32,6 +43,25 @@
   const KINDS = ["websocket", "eventsource", "longpoll"];
   const PROBE_MS = 3000;      // a probe still waiting after this: the server holds it, it is up
   const STABLE_MS = 5000;     // a connection that lasted this long worked: backoff starts over
+  const TOKEN_LASTED_MS = 1000;   // a token connection this old ended with its token, it was
+                                  // not refused at connect (gogin refuses with the 101)
+  const TOKEN_EXPIRED = "Token expired.";
+
+  // The exp of a JWT in ms, read without verifying (only to know when to ask for the next).
+  function tokenExp(token) {
+    try {
+      const part = String(token).split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      const exp = JSON.parse(atob(part + "===".slice((part.length + 3) % 4))).exp;
+      return typeof exp === "number" ? exp * 1000 : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  // When to send the next token: margin ms before exp, never later than 3/4 of the way there.
+  function refreshAt(exp, now, margin) {
+    return exp - Math.min(margin, Math.max(0, exp - now) / 4);
+  }
 
   function absolute(url, ws) {
     const base = global.location ? global.location.href : undefined;
@@ -120,8 +150,14 @@
       this.maxDelay = opts.maxDelay || 60000;     // ms: the largest window
       this.credentials = opts.withCredentials ? "include" : "same-origin";
       this.positions = Object.assign({}, opts.positions || {});   // channel -> position
+      this.tokenSource = opts.token || null;      // a string, or () => string | Promise
+      this.refreshMargin = opts.refreshMargin || 30000;   // ms before exp: send a new token
+      this.token = null;                          // the token of the current connection
+      this.tokenExp = null;                       // its exp (ms), as gogin last confirmed it
+      this.refreshes = 0;                         // tokens gogin accepted on an open socket
       this.handlers = {};
-      for (const type of ["message", "gap", "status", "refused", "error", "fallback"]) {
+      for (const type of ["message", "gap", "status", "refused", "error", "fallback",
+                          "token"]) {
         this.handlers[type] = [];
         const cb = opts["on" + type];
         if (cb) this.on(type, cb);
@@ -137,7 +173,7 @@
       this.clockAhead = null;     // ms this clock is ahead of gogin's, at most (estimated)
       this.clockSkew = opts.clockSkew || 5000;
       this.pendingGaps = {};
-      this.ws = this.es = this.abort = this.timer = null;
+      this.ws = this.es = this.abort = this.timer = this.refreshTimer = null;
       if (opts.connect !== false) this.start();
     }
 
@@ -191,19 +227,92 @@
       this.transport = kind;
       this.pendingGaps = {};
       this._status("connecting", { attempt: this.failures + 1 });
-      try {
+      const open = () => {
         if (kind === "websocket") this._openWebSocket(cycle);
         else if (kind === "eventsource") this._openEventSource(cycle);
         else this._openLongPoll(cycle);
-      } catch (e) {
-        this._lost(cycle, { opened: false, error: String(e) });
+      };
+      if (!this.tokenSource) {
+        try { open(); } catch (e) { this._lost(cycle, { opened: false, error: String(e) }); }
+        return;
       }
+      this._getToken().then((token) => {
+        if (cycle !== this.cycle) return;
+        this.token = token;
+        this.tokenExp = tokenExp(token);
+        open();
+      }).catch((e) => {
+        // no token now (the page's token endpoint is down...): a failure like a network one;
+        // an error with a 4xx `status` (not logged in...) is a refusal
+        const info = { opened: false, tokenError: true, error: String(e) };
+        if (e && typeof e.status === "number") {
+          info.status = e.status;
+          info.explain = e.explain || e.message;
+        }
+        this._lost(cycle, info);
+      });
+    }
+
+    async _getToken() {
+      const src = this.tokenSource;
+      const token = await (typeof src === "function" ? src() : src);
+      if (typeof token !== "string" || !token) throw new Error("the token option gave no token");
+      return token;
+    }
+
+    // WebSocket: a new token over the open socket before gogin's copy ends (docs/clients.md)
+    _scheduleRefresh(cycle, delay) {
+      clearTimeout(this.refreshTimer);
+      this.refreshTimer = null;
+      if (typeof this.tokenSource !== "function" || this.tokenExp === null) return;
+      const now = Date.now();
+      const wait = delay !== undefined ? delay
+        : Math.max(0, refreshAt(this.tokenExp, now, this.refreshMargin) - now);
+      this.refreshTimer = setTimeout(() => {
+        this._getToken().then((token) => {
+          if (cycle !== this.cycle || !this.ws || this.ws.readyState !== 1) return;
+          this.awaitingToken = true;
+          this.ws.send(JSON.stringify({ token: token }));
+        }).catch(() => { if (cycle === this.cycle) this._refreshRefused(cycle, {}); });
+      }, wait);
+    }
+
+    _tokenAnswer(cycle, doc) {
+      this.awaitingToken = false;
+      if (doc.token === "accepted") {
+        this.tokenExp = doc.exp * 1000;
+        this.refreshes += 1;
+        this._emit("token", { state: "accepted", exp: doc.exp });
+        this._scheduleRefresh(cycle);
+      } else {
+        this._emit("token", { state: "refused", status: doc.http_status, explain: doc.explain });
+        this._refreshRefused(cycle, doc);
+      }
+    }
+
+    // a refused (or unavailable) new token: ask again a little later, until the old one ends
+    _refreshRefused(cycle) {
+      const left = this.tokenExp - Date.now();
+      if (left > 0) this._scheduleRefresh(cycle, Math.min(Math.max(1000, left / 4), left));
+    }
+
+    // Long-polling: each request carries the token; a new one before it is near its end.
+    async _freshToken(cycle) {
+      if (typeof this.tokenSource !== "function" || this.tokenExp === null) return;
+      const now = Date.now();
+      if (now < refreshAt(this.tokenExp, now, this.refreshMargin)) return;
+      const token = await this._getToken();
+      if (cycle !== this.cycle) return;
+      this.token = token;
+      this.tokenExp = tokenExp(token);
     }
 
     _teardown() {
       this.cycle += 1;
       clearTimeout(this.timer);
-      this.timer = null;
+      clearTimeout(this.refreshTimer);
+      this.timer = this.refreshTimer = null;
+      this.awaitingToken = false;
       this.nextRetryAt = null;
       if (this.ws) { try { this.ws.close(1000, "bye"); } catch (e) { /* closing anyway */ } }
       if (this.es) this.es.close();
@@ -253,6 +362,7 @@
         u.pathname = u.pathname.replace(/\/?$/, "/") + chans.map((c) => c + suffix).join("/");
       }
       for (const k in query || {}) u.searchParams.set(k, query[k]);
+      if (this.token) u.searchParams.set("token", this.token);
       return u.toString();
     }
 
@@ -261,8 +371,20 @@
                                                 this._resumeQuery(this.channels)));
       this.ws = ws;
       let opened = false;
-      ws.onopen = () => { opened = true; this._opened(cycle); };
-      ws.onmessage = (ev) => { if (typeof ev.data === "string") this._frame(ev.data); };
+      const exp = this.tokenExp;
+      ws.onopen = () => { opened = true; this._opened(cycle); this._scheduleRefresh(cycle); };
+      ws.onmessage = (ev) => {
+        if (typeof ev.data !== "string") return;
+        if (this.awaitingToken && ev.data.startsWith('{"token"')) {
+          let doc = null;
+          try { doc = JSON.parse(ev.data); } catch (e) { /* a message after all */ }
+          if (doc && (doc.token === "accepted" || doc.token === "refused")) {
+            this._tokenAnswer(cycle, doc);
+            return;
+          }
+        }
+        this._frame(ev.data);
+      };
       ws.onclose = (ev) => {
         const info = { opened: opened, code: ev.code, reason: ev.reason };
         // gogin refuses a valid handshake with 1008 {"http_status": 403, "explain": ...}
@@ -274,6 +396,13 @@
               info.explain = doc.explain;
             }
           } catch (e) { /* 1008 "slow consumer" & co: plain text, retried */ }
+        }
+        // the token we connected with ended (not refreshed in time): connect with a new one
+        if (info.status === 401 && info.explain === TOKEN_EXPIRED &&
+            typeof this.tokenSource === "function" && opened && exp !== null &&
+            this.openedAt !== null && exp > this.openedAt &&
+            Date.now() - this.openedAt >= TOKEN_LASTED_MS) {
+          info.tokenEnded = true;
         }
         this._lost(cycle, info);
       };
@@ -307,6 +436,8 @@
       while (cycle === this.cycle) {
         let r, body;
         try {
+          await this._freshToken(cycle);
+          if (cycle !== this.cycle) return;
           r = await global.fetch(this._url("longpoll", chans, cursor),
                                  { credentials: this.credentials, cache: "no-store", signal });
           body = await r.text();
@@ -336,7 +467,8 @@
       if (cycle !== this.cycle || this.stopped) return;
       this._teardown();
       const kind = this.transport;
-      if (!info.opened && info.status === undefined && kind !== "longpoll") {
+      if (!info.opened && info.status === undefined && kind !== "longpoll" &&
+          !info.tokenError) {
         // WebSocket and EventSource hide the status of a refused request: ask over HTTP
         const probeCycle = this.cycle;
         Object.assign(info, await this._probe());
@@ -350,7 +482,7 @@
         }
       }
       this.lastError = info;
-      if (isRefusal(info.status)) {
+      if (isRefusal(info.status) && !info.tokenEnded) {
         this._status("refused", info);
         this._emit("refused", info);
         return;
@@ -447,5 +579,6 @@
 
   GoginClient.parse = parse;
   GoginClient.retryDelay = retryDelay;
+  GoginClient.tokenExp = tokenExp;
   global.GoginClient = GoginClient;
 })(typeof window !== "undefined" ? window : globalThis);

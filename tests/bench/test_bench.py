@@ -234,8 +234,10 @@ def test_report_ranks_best_passing_steps(tmp_path):
 
 
 def test_reconnect_storm_script_small():
-    """benchmarks/reconnect_storm.py end to end at a small size: the three ways connect every
-    client and deliver (the 10,000-client numbers are in benchmarks/RESULTS.md)."""
+    """benchmarks/reconnect_storm.py end to end at a small size: every way connects every
+    client and delivers, the cold token storm checks every token (misses), the warm one
+    reconnects from the cache (hits) (the 10,000-client numbers are in
+    benchmarks/RESULTS.md)."""
     import subprocess
     import sys
     from pathlib import Path
@@ -244,5 +246,10 @@ def test_reconnect_storm_script_small():
                           "--clients", "200", "--duration", "1"],
                          cwd=root, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stdout + run.stderr
-    for name in ("direct", "callback", "token"):
-        assert f"{name}" in run.stdout and "200 connected" in run.stdout
+    lines = run.stdout.splitlines()
+    for name in ("direct", "callback", "token-cold", "token-warm"):
+        assert any(line.startswith(f"{name} ") and "200 connected" in line and "all" in line
+                   for line in lines), run.stdout
+    caches = [line for line in lines if "token cache during it" in line]
+    assert "0 hits, 200 misses" in caches[0], run.stdout        # cold: every token checked
+    assert "200 hits, 0 misses" in caches[1], run.stdout        # warm: none checked again

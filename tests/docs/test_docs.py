@@ -18,11 +18,12 @@ SECTIONS = {
     "`[limits]`": config.Limits,
     "`[auth]`": config.Auth,
     "`[auth.token]`": config.TokenAuth,
+    "`[broker]`": config.Broker,
     "`[nats]`": config.Nats,
     "`[[locations]]`": config.Location,
     "Top level": config.Config,
 }
-NESTED = {"server", "limits", "auth", "nats", "locations"}     # Config fields that are sections
+NESTED = {"server", "limits", "auth", "broker", "nats", "locations"}   # Config fields: sections
 
 
 def read_doc() -> str:

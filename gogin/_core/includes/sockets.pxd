@@ -1,4 +1,6 @@
-# extern-only declarations of the BSD socket calls the hub and the fanout use
+# extern-only declarations of the BSD socket calls the hub and the fanout use; the calls and
+# flags that differ between platforms (accept4, SOCK_NONBLOCK, SOCK_CLOEXEC, MSG_NOSIGNAL) are
+# in compat.pxd (native/compat.h) instead
 
 from posix.uio cimport iovec
 
@@ -21,21 +23,18 @@ cdef extern from "<sys/socket.h>" nogil:
         size_t msg_controllen
         int msg_flags
     enum:
-        MSG_NOSIGNAL
         MSG_DONTWAIT
         SHUT_WR
         SHUT_RDWR
         SOL_SOCKET
         SO_ERROR
-        SOCK_NONBLOCK
-        SOCK_CLOEXEC
         AF_INET
         AF_INET6
         AF_UNIX
+    # to a peer that may reset: pass compat's GG_MSG_NOSIGNAL, or call gg_send / gg_sendmsg
     ssize_t sendmsg(int fd, const msghdr *msg, int flags)
     ssize_t send(int fd, const void *buf, size_t n, int flags)
     ssize_t recv(int fd, void *buf, size_t n, int flags)
-    int accept4(int fd, sockaddr *addr, socklen_t *addrlen, int flags)
     int shutdown(int fd, int how)
 
 cdef extern from "<netinet/in.h>" nogil:

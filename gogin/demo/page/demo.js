@@ -3,6 +3,9 @@
  * Knobs in the page's query (for trying things out, and for the tests):
  *   ?transports=eventsource,longpoll   which transports gogin.js may use, in order
  *   ?min_delay=300&max_delay=2000      its reconnect backoff window (ms)
+ *   ?auth=token                        subscribe with signed tokens from the main server's
+ *                                      /token (locations /token/, /token-ev/, /token-lp/)
+ *   ?token_life=5                      ... tokens of 5 s (refreshed before they end)
  */
 (function () {
   "use strict";
@@ -156,6 +159,8 @@
           (info.explain || info.body || "") + ").");
   }
 
+  function tokenMode(cfg) { return query.get("auth") === "token" && !!cfg.token; }
+
   function options(me, cfg) {
     const opts = {
       channels: me.channels,
@@ -167,6 +172,21 @@
       onerror: (doc) => error("send-error", "Message rejected by the main server" +
                                             (doc.status ? " (" + doc.status + ")" : "") + "."),
     };
+    if (tokenMode(cfg)) {
+      // signed tokens: gogin checks them itself; gogin.js asks for one at each connect and
+      // before each one ends.  A 401 from /token (session gone) is a refusal.
+      opts.transports = { websocket: "/token/", eventsource: "/token-ev/",
+                          longpoll: "/token-lp/" };
+      const life = query.get("token_life");
+      const url = mainUrl(cfg.token) + (life ? "?life=" + encodeURIComponent(life) : "");
+      opts.token = async () => {
+        const r = await fetch(url, { credentials: "include", cache: "no-store" });
+        if (r.ok) return r.text();
+        const e = new Error("no token: " + r.status);
+        e.status = r.status;
+        throw e;
+      };
+    }
     if (query.get("transports")) opts.order = query.get("transports").split(",");
     if (query.get("min_delay")) opts.minDelay = Number(query.get("min_delay"));
     if (query.get("max_delay")) opts.maxDelay = Number(query.get("max_delay"));
@@ -175,7 +195,7 @@
 
   function loggedIn(cfg, me) {
     show($("logged-in"), true);
-    show($("send"), true);
+    show($("send"), !tokenMode(cfg));     // the token locations take no client messages
     $("whoami").textContent = me.user;
     const chips = $("channels");
     chips.textContent = "";
