@@ -967,7 +967,8 @@ class StatsLocation(Location):
 
 class HealthLocation(Location):
     """200 "ok"; with a shared broker that is not fully connected, 503 "degraded" (publishes
-    fail and new channels cannot start; connected subscribers stay)."""
+    fail and new channels cannot start; connected subscribers stay).  With NATS ingest, a
+    "nats: <state>" line; 503 "starting" while its start-up replay runs."""
 
     def handle(self, conn, req):
         self.check_access(conn, req)
@@ -976,10 +977,20 @@ class HealthLocation(Location):
         if worker is not None:                  # which of the --workers answered
             hdrs.append(("X-Gogin-Worker", str(worker)))
         st = self.server.broker.state()
-        if st["state"] == "ok":
+        ingest = self.server.ingest
+        if st["state"] == "ok" and ingest is None:
             return self.server.respond(conn, 200, hdrs, b"ok\n")
-        body = f"degraded\nbroker: {st['broker']} {st['state']}\n".encode()
-        self.server.respond(conn, 503, hdrs + self.server.explain("Broker unavailable."), body)
+        head, lines, status = "ok", [], 200
+        if st["state"] != "ok":
+            head, status = "degraded", 503
+            lines.append(f"broker: {st['broker']} {st['state']}")
+            hdrs += self.server.explain("Broker unavailable.")
+        if ingest is not None:        # "nats: ok" / "disconnected" / "replaying" (503) / ...
+            ready, line = ingest.health()
+            if not ready:
+                head, status = ("starting" if head == "ok" else head), 503
+            lines.append(line)
+        self.server.respond(conn, status, hdrs, "\n".join([head] + lines).encode() + b"\n")
 
 
 class MetricsLocation(Location):
