@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run N worker processes on the same port (SO_REUSEPORT) under a "
                         "supervisor that restarts them; N > 1 needs a shared broker "
                         "(broker.type = \"redis\"); overrides server.workers (default 1)")
+    p.add_argument("--broker", metavar="URL",
+                   help="share channels through this Redis (redis://[:password@]host:port/db, "
+                        "rediss:// for TLS): sets broker.type = \"redis\" and broker.url")
     p.add_argument("--version", action="version", version=f"gogin {__version__}")
     return p
 
@@ -50,6 +53,9 @@ def config_from_args(args):
         "auth.url": args.auth_url,
         "auth.publish_url": args.auth_publish_url,
     }
+    if args.broker:
+        overrides["broker.type"] = "redis"
+        overrides["broker.url"] = args.broker
     cfg = load(args.config, overrides=overrides)
     if args.demo:
         cfg.demo = True
