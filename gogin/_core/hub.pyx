@@ -23,7 +23,7 @@ from libc.string cimport memcpy, memset, memmove
 from gogin._core.buffers cimport Frame, frame_from, frame_decref, outq_init, outq_clear
 from gogin._core.fanout cimport (
     Conn, ConnState, FanoutState, Format, Message, fanout_init, fanout_publish, fanout_settle,
-    fanout_discard, flush_conn, message_release,
+    conn_settle, fanout_discard, flush_conn, message_release,
     mark_dirty, enqueue, enqueue_always, enqueue_control, drop_queue, ws_frame,
     CS_HEAD, CS_BODY, CS_PENDING, CS_WEBSOCKET, CS_STREAM, CS_LONGPOLL, CS_CLOSING, CS_CLOSED,
     CF_DIRTY, CF_WRITE_ARMED, CF_SLOW, CF_KEEPALIVE, CF_READ_PAUSED, CF_POST, CF_SHUT_WR,
@@ -404,7 +404,7 @@ cdef class Connection:
         """Answer a held long-poll now with its timeout response (polling: nothing new)."""
         if self.c.state != CS_LONGPOLL:
             return False
-        self._hub._settle()
+        self._hub._settle_conn(&self.c)
         self._hub._reg.unsubscribe_all(&self.c.subs)
         if self._timeout_response:
             self._hub._send_bytes(&self.c, self._timeout_response)
@@ -424,7 +424,7 @@ cdef class Connection:
         cdef Sub *s = self._hub._reg.find(&self.c.subs, channel)
         if s == NULL:
             return False
-        self._hub._settle()
+        self._hub._settle_channel(<Channel>s.channel)
         self._hub._reg.unsubscribe(&self.c.subs, s)
         return True
 
@@ -1309,7 +1309,7 @@ cdef class Hub:
                 # policy it is skipped (§5.5.3: a pong may answer only the latest ping).
                 f = ws_frame(PONG, ev.data, ev.len)
                 if f != NULL:
-                    self._settle()
+                    self._settle_conn(c)
                     if enqueue_control(&self._fs, c, f):
                         self._schedule_turn()
                     frame_decref(f)
@@ -1362,7 +1362,7 @@ cdef class Hub:
 
     cdef void _queue_frame(self, Conn *c, Frame *f):
         """Queue a frame the caller made (takes over its reference)."""
-        self._settle()
+        self._settle_conn(c)
         if enqueue_always(&self._fs, c, f) < 0:
             frame_decref(f)
             self._close(c, "out of memory")
@@ -1391,7 +1391,7 @@ cdef class Hub:
         """Write what is queued, half-close, then close on EOF or after `linger`."""
         if c.state == CS_CLOSED:
             return
-        self._settle()
+        self._settle_conn(c)
         self._reg.unsubscribe_all(&c.subs)
         c.state = CS_CLOSING
         free(c.rbuf)
@@ -1418,7 +1418,7 @@ cdef class Hub:
             n += 2
         f = ws_frame(CLOSE, payload, n)
         if f != NULL:
-            self._settle()
+            self._settle_conn(c)
             enqueue_always(&self._fs, c, f)
             frame_decref(f)
         self._begin_close(c)
@@ -1451,7 +1451,7 @@ cdef class Hub:
         self._schedule_turn()
 
     cdef void _release_conn(self, Conn *c):
-        self._settle()
+        self._settle_conn(c)
         self._reg.unsubscribe_all(&c.subs)
         self._wheel_set(c, 0)
         self._sel_remove(c.fd)
@@ -1473,7 +1473,9 @@ cdef class Hub:
     cdef bint _subscribe(self, Connection conn, str channel, Format fmt) except -1:
         if fmt.index >= len(self._formats) or self._formats[fmt.index] is not fmt:
             raise CoreError("format belongs to another hub")
-        self._settle()
+        ch = self._reg.channels.get(channel)
+        if ch is not None:
+            self._settle_channel(<Channel>ch)
         return self._reg.subscribe(&conn.c.subs, <void *>&conn.c, channel, fmt.index) != NULL
 
     def publish(self, str channel, payload, event_id=None, event_type=None, bint binary=False):
@@ -1489,8 +1491,10 @@ cdef class Hub:
           format, the turn's messages are appended to one batch (a copy per message, not per
           subscriber) that each subscriber's queue references once at the end of the turn -
           one iovec per subscriber however many messages.  Anything else reaching a connection
-          (a direct send, a ping, a close) or a subscription change settles the batches first,
-          so every connection receives its bytes in the order of the calls.  The count
+          (a direct send, a ping, a close, a direct publish of another channel) first settles
+          the batches of that connection's own groups, and a subscription change those of its
+          channel, so every connection receives its bytes in the order of the calls and a
+          batch is never split by bytes for a connection outside it.  The count
           returned for such a group is its subscribers at the time of the call.
         - A subscriber whose queue already holds bytes and would exceed `max_backpressure`
           is a slow consumer.  Policy "close" (default): it is closed (WebSocket close 1008
@@ -1776,6 +1780,24 @@ cdef class Hub:
         if self._fs.post != NULL or self._fs.dirty != NULL:
             self._schedule_turn()
 
+    cdef void _settle_conn(self, Conn *c):
+        """Before bytes reach c or c leaves its channels: the corked batches of c's own groups
+        are queued (to every member of those groups: a batch holds the turn's messages so
+        far, so each member still gets its bytes in the order of the calls).  Batches of
+        channels c is not on stay corked until the turn's end: an unrelated answer splits
+        nothing."""
+        if self._pending and conn_settle(&self._fs, c):
+            if self._fs.post != NULL or self._fs.dirty != NULL:
+                self._schedule_turn()
+
+    cdef void _settle_channel(self, Channel ch):
+        """A subscription of ch changes: its batches go to the subscribers they were built
+        for, before anyone joins or leaves."""
+        if ch.corked:
+            fanout_settle(&self._fs, ch)
+            if self._fs.post != NULL or self._fs.dirty != NULL:
+                self._schedule_turn()
+
     cdef void _replay_gap(self, Conn *c, Channel ch, Stored *next_, bytes text):
         """The gap signal (_gap_record), rendered and queued like a stored message."""
         cdef Stored g
@@ -1817,7 +1839,7 @@ cdef class Hub:
 
     cdef void _finish_longpoll(self, Conn *c):
         (<Connection>c.obj)._footer = None
-        self._settle()
+        self._settle_conn(c)
         self._reg.unsubscribe_all(&c.subs)
         if c.flags & CF_KEEPALIVE and not self._closing:
             self._to_head(c)
@@ -2069,7 +2091,7 @@ cdef class Hub:
         elif c.state == CS_CLOSING:
             self._close(c, "linger timeout")
         elif c.state == CS_LONGPOLL:
-            self._settle()
+            self._settle_conn(c)
             self._reg.unsubscribe_all(&c.subs)
             if conn._timeout_response:
                 self._send_bytes(c, conn._timeout_response)
@@ -2084,7 +2106,7 @@ cdef class Hub:
                     ping = (<Format>self._formats[0]).ping_frame()
                 if ping != NULL and c.out.bytes == 0:
                     # a connection still writing is alive enough; skip the ping then
-                    self._settle()
+                    self._settle_conn(c)
                     enqueue_always(&self._fs, c, ping)
                 c.ping_at = now + c.ping_every
             self._rearm(c)
