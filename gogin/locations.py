@@ -310,13 +310,9 @@ class PublisherLocation(Location):
         """Every node deletes it when the broker tells them (this one too)."""
         server = self.server
         text = req.body or DELETED_TEXT
-        try:
-            existed = [await server.broker.delete(n, text) for n in names]
-        except BrokerUnavailable:
-            if not conn.closed:
-                server.error(conn, HttpError(503, "Broker unavailable."))
-            return
-        if conn.closed:
+        existed = await broker_answer(server, conn, asyncio.gather(
+            *[server.broker.delete(n, text) for n in names]))
+        if existed is None:
             return
         if not any(existed) and all(server.hub.channel(n) is None for n in names):
             return server.error(conn, HttpError(404, "Channel not found."))
@@ -418,6 +414,18 @@ class PublisherLocation(Location):
                                 binary=False)
         return None
 
+
+
+async def broker_answer(server, conn, awaitable):
+    """A shared broker's answer to a request, or None once the client got its 503 (Redis did
+    not answer) or left meanwhile."""
+    try:
+        result = await awaitable
+    except BrokerUnavailable:
+        if not conn.closed:
+            server.error(conn, HttpError(503, "Broker unavailable."))
+        return None
+    return None if conn.closed else result
 
 
 def _send_error(conn, text: str, index: int) -> None:
@@ -951,13 +959,9 @@ class StatsLocation(Location):
         """A shared broker: the channels' counts as Redis has them, subscribers of every live
         node (as of their last heartbeat; this node's as of now)."""
         server = self.server
-        try:
-            found = await server.broker.cluster_channels(list(dict.fromkeys(ids)))
-        except BrokerUnavailable:
-            if not conn.closed:
-                server.error(conn, HttpError(503, "Broker unavailable."))
-            return
-        if conn.closed:
+        found = await broker_answer(server, conn,
+                                    server.broker.cluster_channels(list(dict.fromkeys(ids))))
+        if found is None:
             return
         rows = [ChannelRow(n, *found[n]) for n in dict.fromkeys(ids) if n in found]
         if not rows:
