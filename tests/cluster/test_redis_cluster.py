@@ -154,3 +154,21 @@ async def test_burst_on_a_new_channel_reaches_a_fresh_subscriber(nodes, prefix):
     assert [m["text"] for m in sub.got] == [f"b{i}" for i in range(300)]
     await ws.close()
     await sub.close()
+
+
+@pytest.mark.asyncio
+async def test_client_messages_cross_nodes(nodes, prefix):
+    """A WebSocket client's own message (client_publish = "open") goes through Redis like a
+    POST: a subscriber on the other node gets it."""
+    from gogin_e2e import default_locations_plus
+    locs = default_locations_plus({"path": "/chat/", "role": "subscriber", "mode": "websocket",
+                                   "client_publish": "open"})
+    a, b = nodes(2, prefix=prefix, locations=locs)
+    listener = await WsSubscriber(f"{b.ws}/chat/room").start()
+    talker = await websockets.connect(f"{a.ws}/chat/room")
+    await talker.send("hi from a")
+    assert await wait_count([listener], 1)
+    assert listener.got[0]["text"] == "hi from a"
+    assert json.loads(await asyncio.wait_for(talker.recv(), 5))["text"] == "hi from a"
+    await talker.close()
+    await listener.close()
