@@ -53,6 +53,7 @@ SLOW_CHANNEL = "soak-slow"
 WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 WS_TIMEOUT = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2)
 MSG_ID = re.compile(rb'\{"id":(-?\d+),')       # the default template starts with the id
+MSG_IDS = re.compile(rb'\{"id":(-?\d+),')      # ... of each message of an answer
 
 
 @dataclass
@@ -168,6 +169,11 @@ async def metrics(http, base) -> dict:
 
 # -- clients ------------------------------------------------------------------------------------
 
+def msg_ids(data: bytes) -> list:
+    """Every message id of a long-poll answer (one or several messages, in order)."""
+    return [int(m.group(1)) for m in MSG_IDS.finditer(data)]
+
+
 def msg_id(data: bytes) -> int:
     m = MSG_ID.match(data)
     return int(m.group(1)) if m else 0
@@ -274,11 +280,14 @@ class Soak:
                                 continue
                             if r.status != 200:
                                 raise ConnectionError(f"status {r.status}")
-                            got = msg_id(body)
+                            # an answer holds every message stored after the position
+                            ids = msg_ids(body)
                             if since is not None:
-                                self.check_resume("long-poll", last_id, got)
+                                for got in ids:
+                                    self.check_resume("long-poll", last_id, got)
+                                    last_id = got
                             since, tag = r.headers["Last-Modified"], r.headers["Etag"]
-                            last_id = got
+                            last_id = ids[-1] if ids else last_id
                             self.counts.lp_answers += 1
                         if self.stopping.is_set():
                             break

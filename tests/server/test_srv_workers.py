@@ -398,11 +398,13 @@ async def test_two_workers_share_channels_through_redis(tmp_path):
     port = free_port()
     s = Supervised(tmp_path, workers=2, port=port, config={
         "broker": {"type": "redis", "url": "redis://127.0.0.1:6379/0",
-                   "key_prefix": "w" + uuid.uuid4().hex[:12]}})
+                   "key_prefix": "w" + uuid.uuid4().hex[:12], "node_ttl": 1.5}})
     s.env.pop("GOGIN_WORKERS_ALLOW_MEMORY")
     try:
         s.start()
         clients = [await ws_connect(f"ws://127.0.0.1:{port}/ws/shared") for _ in range(16)]
+        # by_worker lists every worker, each as of its last heartbeat (node_ttl / 3)
+        await asyncio.sleep(1.0)
         by_pid = await stats_by_pid(s.base, set(s.pids().values()))
         assert set(by_pid) == set(s.pids().values()), by_pid
         async with aiohttp.ClientSession() as http:
