@@ -53,7 +53,6 @@ SLOW_CHANNEL = "soak-slow"
 WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 WS_TIMEOUT = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2)
 MSG_ID = re.compile(rb'\{"id":(-?\d+),')       # the default template starts with the id
-MSG_IDS = re.compile(rb'\{"id":(-?\d+),')      # ... of each message of an answer
 
 
 @dataclass
@@ -171,7 +170,7 @@ async def metrics(http, base) -> dict:
 
 def msg_ids(data: bytes) -> list:
     """Every message id of a long-poll answer (one or several messages, in order)."""
-    return [int(m.group(1)) for m in MSG_IDS.finditer(data)]
+    return [int(m.group(1)) for m in MSG_ID.finditer(data)]
 
 
 def msg_id(data: bytes) -> int:
