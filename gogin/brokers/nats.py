@@ -30,7 +30,6 @@ import random
 import struct
 from typing import Optional
 
-import nats
 from nats.aio.client import Client as _NatsClient
 from nats.errors import Error as _NatsError
 
@@ -66,7 +65,7 @@ class _Client(_NatsClient):
     """nats-py's client, with the broker's subscriptions taken before nats-py builds a Msg
     and queues it for a per-subscription task: their messages are collected per read."""
 
-    gogin_sids: dict = {}
+    gogin_sids: Optional[dict] = None    # sid -> channel id (the broker's)
     gogin_take = None
 
     async def _process_msg(self, sid, subject, reply, data, headers):
