@@ -123,8 +123,8 @@ class NatsBroker:
         except (OSError, asyncio.TimeoutError, _NatsError) as e:
             try:
                 await nc.close()
-            except Exception:
-                pass
+            except (OSError, asyncio.TimeoutError, _NatsError) as e2:
+                log.debug("broker: closing the NATS client that did not connect: %s", e2)
             why = "timed out" if isinstance(e, asyncio.TimeoutError) else \
                 (getattr(e, "strerror", None) or str(e) or type(e).__name__).lower()
             raise BrokerUnavailable(f"cannot connect to NATS at {where}: {why}") from None
@@ -139,8 +139,8 @@ class NatsBroker:
         if self.nc is not None:
             try:
                 await asyncio.wait_for(self.nc.close(), 2)
-            except Exception:
-                pass
+            except (OSError, asyncio.TimeoutError, _NatsError) as e:
+                log.debug("broker: closing the NATS connection: %s", e)
 
     # -- state ---------------------------------------------------------------------------------
 
