@@ -101,6 +101,7 @@ class NatsBroker:
                          "resubscribed": 0}
         self.residue = random.randrange(1, MARK_MODULUS)
         self._subjects: dict = {}             # channel id -> subject (cached)
+        self._start_error = None              # the last connect failure during start()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -112,15 +113,20 @@ class NatsBroker:
         nc.gogin_take = self._take
         where = ", ".join(safe_url(u) for u in self.servers)
         cfg = self.cfg
+        self._start_error = None
         try:
-            await nc.connect(
+            # nats-py retries an unreachable server for ever, even at start: bounded here, so
+            # that an unreachable NATS stops start-up with the reason it gave
+            await asyncio.wait_for(nc.connect(
                 servers=self.servers, connect_timeout=cfg.connect_timeout,
                 allow_reconnect=True, max_reconnect_attempts=-1,
                 reconnect_time_wait=min(1.0, cfg.reconnect_max_delay),
                 ping_interval=cfg.ping_interval, max_outstanding_pings=2,
                 error_cb=self._on_error, disconnected_cb=self._on_disconnected,
-                reconnected_cb=self._on_reconnected, name="gogin")
+                reconnected_cb=self._on_reconnected, name="gogin"), cfg.connect_timeout)
         except (OSError, asyncio.TimeoutError, _NatsError) as e:
+            if isinstance(e, asyncio.TimeoutError) and self._start_error is not None:
+                e = self._start_error
             try:
                 await nc.close()
             except (OSError, asyncio.TimeoutError, _NatsError) as e2:
@@ -153,7 +159,9 @@ class NatsBroker:
             log.error("broker: NATS %s failed: %s", kind, e)
 
     async def _on_error(self, e):
-        if not self.closing:
+        if self.nc is None:
+            self._start_error = e                # reported by start()
+        elif not self.closing:
             self.note_failure("connection", e)
 
     async def _on_disconnected(self):

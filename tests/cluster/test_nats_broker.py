@@ -192,12 +192,14 @@ async def test_two_workers_share_channels_over_nats(nodes, nats_server):
     # a new connection per request: the kernel spreads connections over the workers
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
         seen = set()
-        for _ in range(60):
+        for _ in range(200):                    # the port accepts once the first one listens
             r = await http.get(f"{w.base}/healthz")
             assert r.status == 200
             seen.add(r.headers.get("X-Gogin-Worker"))
             if len(seen) == 2:
                 break
+            await asyncio.sleep(0.05)
+        assert seen == {"1", "2"}, seen
         subs = [await WsSubscriber(f"{w.ws}/ws/wk").start() for _ in range(16)]
         await asyncio.sleep(0.2)
         for i in range(5):
@@ -208,4 +210,31 @@ async def test_two_workers_share_channels_over_nats(nodes, nats_server):
         for s in subs:
             assert [m["text"] for m in s.got] == [f"w{i}" for i in range(5)]
             await s.close()
-    assert seen == {"1", "2"}, seen
+
+
+def test_broker_url_for_nats_is_checked():
+    from gogin.brokers.nats import subject_token
+    from gogin.config import ConfigError, load
+
+    ok = load(env={}, overrides={"broker.type": "nats",
+                                 "broker.url": "nats://u:p@10.0.0.1:4222,tls://10.0.0.2:4222"})
+    assert ok.broker.type == "nats"
+    assert load(env={}, overrides={"broker.type": "nats"}).broker.type == "nats"  # default URL
+    with pytest.raises(ConfigError, match=r"broker.url: must be nats:// or tls://"):
+        load(env={}, overrides={"broker.type": "nats", "broker.url": "redis://10.0.0.1:6379/0"})
+    with pytest.raises(ConfigError, match=r"broker.url: must be a redis://"):
+        load(env={}, overrides={"broker.type": "redis", "broker.url": "nats://10.0.0.1:4222"})
+    assert subject_token("room-1_a") == "room-1_a"
+    assert subject_token("a.b> c%") == "a%2Eb%3E%20c%25"
+    assert subject_token("é") == "%C3%A9"
+
+
+@pytest.mark.asyncio
+async def test_unreachable_nats_at_start_is_a_clear_error(tmp_path):
+    from gogin_e2e import Gogin, free_port
+
+    url = f"nats://127.0.0.1:{free_port()}"
+    g = Gogin(tmp_path, {"broker": {"type": "nats", "url": url, "connect_timeout": 1.0}})
+    with pytest.raises(RuntimeError, match=r"exited with 1"):
+        g.start()
+    assert f"cannot connect to NATS at {url}" in g.log(), g.log()
