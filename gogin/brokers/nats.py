@@ -90,6 +90,7 @@ class NatsBroker:
         self.closing = False
         self.up = False
         self._subs: dict = {}                 # channel id -> nats Subscription
+        self._pending: dict = {}              # channel id -> future of its subscription
         self._sids: dict = {}                 # sid -> channel id (shared with the client)
         self._batch: list = []                # [name, envelope, ...] of this loop turn
         self._batch_scheduled = False
@@ -308,32 +309,55 @@ class NatsBroker:
         return self._subscribe(todo)
 
     async def _subscribe(self, names):
+        """Subscribe the channels' subjects, then one flush: once it returns, the server has
+        the SUBs, so nothing published after the subscriber starts is missed."""
         if not self._connected():
             raise BrokerUnavailable("NATS is unreachable")
         nc = self.nc
+        loop = asyncio.get_running_loop()
+        waits, mine = [], []
+        for n in names:
+            fut = self._pending.get(n)
+            if fut is not None:                  # another subscriber of it is on the way
+                waits.append(fut)
+            elif n not in self._subs or self.hub.channel(n) is None:
+                self._pending[n] = loop.create_future()
+                mine.append(n)
+        err = None
         try:
-            for n in names:
-                if n in self._subs and self.hub.channel(n) is not None:
-                    continue
+            for n in mine:
                 self.hub.ensure_channel(n)
                 # what was published before this node listened is not here
                 self.hub.mark_gap(n, False)
                 old = self._subs.pop(n, None)
                 if old is not None:
                     self._sids.pop(old._id, None)
+                    self._unsubscribe(old)
                 sub = await nc.subscribe(self._subject(n))
                 self._subs[n] = sub
                 self._sids[sub._id] = n
-            await nc.flush(timeout=self.cfg.connect_timeout)   # the server has the SUBs
+            if mine:
+                await nc.flush(timeout=self.cfg.connect_timeout)
         except (OSError, asyncio.TimeoutError, _NatsError) as e:
             self.note_failure("subscribe", e)
-            raise BrokerUnavailable(f"NATS is unreachable: {e}") from None
+            err = BrokerUnavailable(f"NATS is unreachable: {e}")
+        for n in mine:
+            fut = self._pending.pop(n, None)
+            if fut is not None and not fut.done():
+                fut.set_result(err)
+        for fut in waits:
+            err = err or await fut
+        if err is not None:
+            raise err
+
+    def _unsubscribe(self, sub) -> None:
+        if self._connected():
+            task = asyncio.ensure_future(sub.unsubscribe())
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def forget(self, channel: str) -> None:
         sub = self._subs.pop(channel, None)
         if sub is None:
             return
         self._sids.pop(sub._id, None)
-        if self._connected():
-            task = asyncio.ensure_future(sub.unsubscribe())
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self._unsubscribe(sub)
