@@ -2,6 +2,7 @@
 
   python benchmarks/redis_broker.py drain   [--messages 200000] [--subscribers 0|1]
   python benchmarks/redis_broker.py publish [--messages 200000]
+  python benchmarks/redis_broker.py fanout  [--sweep 2000,5000,10000] [--subscribers 1000]
 
 drain: a gogin node (pinned to --node-cpu) holds one channel; a Lua loop in Redis publishes
   --messages envelopes to it (numbered like the publish script does, in EVAL calls of
@@ -12,6 +13,9 @@ publish: a publisher WebSocket (JSON arrays of --batch items, built beforehand) 
   --messages publishes to a gogin node, each one a call of the publish script; the rate at
   which Redis's count for the channel grows.  Then redis-benchmark runs the same script with
   the same arguments (EVALSHA, pipelined -P 64), on the same Redis, in the same run.
+fanout: gogin-bench's fanout scenario with the subscribers on node B (pinned to --node-cpu)
+  and the publishes on node A (pinned to --redis-cpu, with Redis): every message crosses Redis;
+  then the same sweep on one gogin node with the memory broker, in the same run.
 
 Redis: one started here (no persistence) pinned to --redis-cpu; the node and this client on
 --node-cpu.  Prints one JSON document.
@@ -87,20 +91,42 @@ class Procs:
              "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.tmp)],
             stdout=subprocess.DEVNULL))
         self._wait(self.redis_port)
-        cfg = self.tmp / "node.toml"
-        cfg.write_text(
-            f'[server]\nlisten = ["127.0.0.1:{self.node_port}"]\nlog_level = "warning"\n'
-            f'[broker]\ntype = "redis"\nurl = "redis://127.0.0.1:{self.redis_port}/0"\n'
-            f'key_prefix = "{self.prefix}"\n'
-            f'[limits]\nmax_messages_stored_per_channel = {a.stored}\n')
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GOGIN_")}
-        self.node = subprocess.Popen(
-            ["taskset", "-c", str(a.node_cpu), sys.executable, "-m", "gogin", "--config",
-             str(cfg)], cwd=ROOT, env=env)
-        self.procs.append(self.node)
-        self._wait(self.node_port)
+        self.node = self._node(self.node_port, a.node_cpu, a.what == "fanout")
         os.sched_setaffinity(0, {a.node_cpu})
         return self
+
+    def start_node(self, cpu: int, bench: bool = False) -> int:
+        """Another node of the same Redis and prefix; returns its port."""
+        port = free_port()
+        self._node(port, cpu, bench)
+        return port
+
+    def _node(self, port: int, cpu: int, bench: bool = False):
+        a = self.args
+        cfg = self.tmp / f"node{port}.toml"
+        if bench:
+            # gogin-bench's locations (raw ~text~ subscribers the load client reads), /pub
+            import msgspec
+            from gogin.bench.target_gogin import bench_config
+            doc = msgspec.toml.decode(bench_config(port).encode())
+            doc["locations"].append({"path": "/pub", "role": "publisher", "channels": "query",
+                                     "channel_info_on_publish": False})
+            doc["broker"] = {"type": "redis", "url": f"redis://127.0.0.1:{self.redis_port}/0",
+                             "key_prefix": self.prefix}
+            cfg.write_text(msgspec.toml.encode(doc).decode())
+        else:
+            cfg.write_text(
+                f'[server]\nlisten = ["127.0.0.1:{port}"]\nlog_level = "warning"\n'
+                f'[broker]\ntype = "redis"\nurl = "redis://127.0.0.1:{self.redis_port}/0"\n'
+                f'key_prefix = "{self.prefix}"\n'
+                f'[limits]\nmax_messages_stored_per_channel = {a.stored}\n')
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GOGIN_")}
+        node = subprocess.Popen(
+            ["taskset", "-c", str(cpu), sys.executable, "-m", "gogin", "--config",
+             str(cfg)], cwd=ROOT, env=env)
+        self.procs.append(node)
+        self._wait(port)
+        return node
 
     def _wait(self, port):
         for _ in range(200):
@@ -224,21 +250,49 @@ async def publish(p: Procs) -> dict:
             "payload_bytes": a.size, "stored_per_channel": a.stored}
 
 
+def fanout(p: Procs) -> dict:
+    a = p.args
+    node_a = p.start_node(a.redis_cpu, bench=True)
+    common = ["--scenario", "fanout", "--subscribers", str(a.subscribers), "--channels", "1",
+              "--sweep", a.sweep, "--duration", "5", "--size", str(a.size),
+              "--client-cpu", str(a.redis_cpu), "--progress", "off"]
+    out = {}
+    for name, extra in (
+            ("cross_node", ["--target", f"http://127.0.0.1:{p.node_port}/bws/{{channel}}",
+                            "--pub-target", f"http://127.0.0.1:{node_a}", "--publish", "http"]),
+            ("one_node_memory", ["--target", "gogin", "--server-cpu", str(a.node_cpu),
+                                 "--publish", "http"])):
+        js = p.tmp / f"{name}.json"
+        subprocess.run([sys.executable, "-m", "gogin.bench.cli", *common, *extra, "--json",
+                        str(js)], cwd=ROOT, check=False, stdout=subprocess.DEVNULL)
+        out[name] = json.loads(js.read_text()) if js.exists() else None
+    return {"benchmark": "fanout", **out}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("what", choices=["drain", "publish"])
+    ap.add_argument("what", choices=["drain", "publish", "fanout"])
+    ap.add_argument("--sweep", default="2000,5000,10000")
     ap.add_argument("--messages", type=int, default=200_000)
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--size", type=int, default=100)
-    ap.add_argument("--subscribers", type=int, default=1, choices=[0, 1])
+    ap.add_argument("--subscribers", type=int, default=None,
+                    help="drain: 0 or 1 (default 1); fanout: subscribers on node B (1000)")
     ap.add_argument("--stored", type=int, default=100,
                     help="limits.max_messages_stored_per_channel (history in Redis too)")
     ap.add_argument("--node-cpu", type=int, default=0)
     ap.add_argument("--redis-cpu", type=int, default=1)
     a = ap.parse_args()
+    if a.subscribers is None:
+        a.subscribers = 1000 if a.what == "fanout" else 1
+    if a.what == "drain" and a.subscribers not in (0, 1):
+        ap.error("drain: --subscribers is 0 or 1")
     p = Procs(a).start()
     try:
-        res = asyncio.run(drain(p) if a.what == "drain" else publish(p))
+        if a.what == "fanout":
+            res = fanout(p)
+        else:
+            res = asyncio.run(drain(p) if a.what == "drain" else publish(p))
     finally:
         p.stop()
     print(json.dumps(res))

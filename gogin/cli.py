@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run N worker processes on the same port (SO_REUSEPORT) under a "
                         "supervisor that restarts them; N > 1 needs a shared broker "
                         "(broker.type = \"redis\"); overrides server.workers (default 1)")
+    p.add_argument("--broker", metavar="URL",
+                   help="share channels through this Redis (redis://[:password@]host:port/db, "
+                        "rediss:// for TLS) or NATS (nats://host:port, tls://): sets "
+                        "broker.type = \"redis\" or \"nats\" and broker.url")
     p.add_argument("--version", action="version", version=f"gogin {__version__}")
     return p
 
@@ -50,6 +54,10 @@ def config_from_args(args):
         "auth.url": args.auth_url,
         "auth.publish_url": args.auth_publish_url,
     }
+    if args.broker:
+        nats = args.broker.startswith(("nats://", "tls://"))
+        overrides["broker.type"] = "nats" if nats else "redis"
+        overrides["broker.url"] = args.broker
     cfg = load(args.config, overrides=overrides)
     if args.demo:
         cfg.demo = True

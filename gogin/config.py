@@ -4,8 +4,8 @@ Every key has a default, so an empty file (or none) gives the defaults of
 docs/configuration.md.
 A bad value stops startup with a ConfigError that names the key (``limits.max_head_size``).
 
-Environment: ``GOGIN_<SECTION>_<KEY>`` for the scalar keys of server, limits, auth and broker
-(``GOGIN_SERVER_LISTEN=127.0.0.1:9000,[::1]:9000``, ``GOGIN_LIMITS_MAX_BACKPRESSURE=65536``),
+Environment: ``GOGIN_<SECTION>_<KEY>`` for the scalar keys of server, limits, auth, broker and
+nats (``GOGIN_SERVER_LISTEN=127.0.0.1:9000,[::1]:9000``, ``GOGIN_LIMITS_MAX_BACKPRESSURE=65536``),
 ``GOGIN_AUTH_TOKEN_<KEY>`` for auth.token (``GOGIN_AUTH_TOKEN_KEY``: a secret kept out of files),
 plus the short forms ``GOGIN_AUTH_URL`` and ``GOGIN_AUTH_PUBLISH_URL`` (docs/protocol.md,
 Main-server callbacks).
@@ -138,6 +138,33 @@ class Broker(_Section):
     node_ttl: float = 15.0                       # a node's subscriber counts outlive it so long
 
 
+class Nats(_Section):
+    """[nats]: gogin takes notifications from a NATS subject and publishes them into its
+    channels (docs/deployment.md, Ingest from NATS).  Off while url is unset."""
+    url: Optional[str] = None                    # nats:// or tls:// (comma-separated: a cluster)
+    ingest_subject: str = "notify.>"             # subject subscribed to (wildcards allowed)
+    ingest_channel: Literal["subject", "message"] = "subject"   # where the channel comes from
+    ingest_subject_prefix: str = "notify."       # "subject": channel = subject minus this
+    ingest_durable: str = ""                     # JetStream durable pull consumer; "": core NATS
+    ingest_stream: str = ""                      # the stream holding ingest_subject (JetStream)
+    ingest_batch: int = 256                      # messages per JetStream fetch
+    ingest_ack_wait: float = 30.0                # AckWait of a consumer gogin creates
+    ingest_replay: int = 10000                   # at start: the stream's last N messages stored
+    ingest_required: bool = True                 # NATS down at start: refuse to start
+    queue_group: str = ""                        # core NATS queue group (one node per message)
+    user: Optional[str] = None
+    password: Optional[str] = None               # never logged
+    token: Optional[str] = None                  # never logged
+    creds_file: Optional[str] = None             # NATS .creds (JWT + nkey; needs nkeys)
+    nkeys_seed_file: Optional[str] = None        # an nkey seed file (needs nkeys)
+    tls_ca_file: Optional[str] = None            # CA bundle that signed the server certificate
+    tls_cert_file: Optional[str] = None          # client certificate (mutual TLS) ...
+    tls_key_file: Optional[str] = None           # ... and its key
+    tls_hostname: Optional[str] = None           # name checked in the server certificate
+    connect_timeout: float = 5.0                 # seconds per connection attempt
+    reconnect_time_wait: float = 2.0             # seconds between reconnect attempts (+ jitter)
+
+
 Role = Literal["publisher", "subscriber", "stats", "health", "metrics", "static"]
 Mode = Literal["websocket", "eventsource", "longpoll", "polling", "stream"]
 
@@ -196,6 +223,7 @@ class Config(_Section):
     limits: Limits = msgspec.field(default_factory=Limits)
     auth: Auth = msgspec.field(default_factory=Auth)
     broker: Broker = msgspec.field(default_factory=Broker)
+    nats: Nats = msgspec.field(default_factory=Nats)
     locations: list[Location] = msgspec.field(default_factory=default_locations)
     demo: bool = False
 
@@ -203,7 +231,7 @@ class Config(_Section):
         """Checks msgspec's types can't express; raises ConfigError naming the key."""
         # TOML has nan and inf; nan passes every "<= 0" / "> 10" test below: refuse it first.
         sections = [("server", self.server), ("limits", self.limits), ("auth", self.auth),
-                    ("broker", self.broker)]
+                    ("broker", self.broker), ("nats", self.nats)]
         sections += [(f"locations[{i}]", loc) for i, loc in enumerate(self.locations)]
         for where, section in sections:
             for name in section.__struct_fields__:
@@ -265,6 +293,7 @@ class Config(_Section):
         if not b.key_prefix or any(c in b.key_prefix for c in "{}* \r\n"):
             raise ConfigError(f"broker.key_prefix: must be a non-empty word, not "
                               f"{b.key_prefix!r}")
+        _check_nats(self.nats)
         if self.auth.token is not None:
             from gogin.tokens import TokenVerifier     # loads the keys: a bad one stops here
             TokenVerifier(self.auth.token, self.limits)
@@ -300,6 +329,69 @@ class Config(_Section):
             if loc.max_message_size is not None and loc.max_message_size <= 0:
                 raise ConfigError(f"{where}.max_message_size: must be positive")
         return self
+
+
+NATS_SCHEMES = ("nats://", "tls://", "ws://", "wss://")
+
+
+def _check_subject(subject: str, key: str, wildcards: bool) -> None:
+    tokens = subject.split(".")
+    bad = not subject or any(not t or any(c in t for c in " \t\r\n") for t in tokens)
+    if not bad and wildcards:
+        bad = any(("*" in t and t != "*") or (">" in t and (t != ">" or i != len(tokens) - 1))
+                  for i, t in enumerate(tokens))
+    elif not bad:
+        bad = "*" in subject or ">" in subject
+    if bad:
+        raise ConfigError(f"{key}: {subject!r} is not a NATS subject")
+
+
+def _check_nats(n: Nats) -> None:
+    if n.url is None:
+        return
+    for url in n.url.split(","):
+        if not url.strip().startswith(NATS_SCHEMES):
+            raise ConfigError(f"nats.url: must be nats://, tls://, ws:// or wss:// URLs, not "
+                              f"{_shown_url(url.strip())!r}")
+    _check_subject(n.ingest_subject, "nats.ingest_subject", wildcards=True)
+    p = n.ingest_subject_prefix
+    if n.ingest_channel == "subject" and p:
+        if not p.endswith(".") or not n.ingest_subject.startswith(p):
+            raise ConfigError(f"nats.ingest_subject_prefix: {p!r} must end with '.' and begin "
+                              f"nats.ingest_subject ({n.ingest_subject!r})")
+    for key in ("ingest_batch", "ingest_ack_wait", "connect_timeout", "reconnect_time_wait"):
+        if getattr(n, key) <= 0:
+            raise ConfigError(f"nats.{key}: must be positive, not {getattr(n, key)!r}")
+    if n.ingest_replay < 0:
+        raise ConfigError(f"nats.ingest_replay: must be >= 0, not {n.ingest_replay!r}")
+    if n.ingest_batch > 10000:
+        raise ConfigError(f"nats.ingest_batch: at most 10000, not {n.ingest_batch!r}")
+    for key in ("ingest_durable", "ingest_stream", "queue_group"):
+        value = getattr(n, key)
+        if value and any(c in value for c in " \t\r\n.*>"):
+            raise ConfigError(f"nats.{key}: {value!r} must be a name without spaces, '.', "
+                              "'*' or '>'")
+    if n.ingest_durable and not n.ingest_stream:
+        raise ConfigError("nats.ingest_stream: a durable consumer (nats.ingest_durable) needs "
+                          "the name of its stream")
+    if n.ingest_durable and n.queue_group:
+        raise ConfigError("nats.queue_group: core NATS only; with nats.ingest_durable every "
+                          "node shares the durable consumer instead")
+    if (n.creds_file or n.nkeys_seed_file):
+        try:
+            import nkeys  # noqa: F401
+        except ImportError:
+            key = "creds_file" if n.creds_file else "nkeys_seed_file"
+            raise ConfigError(f"nats.{key}: needs the nkeys package (pip install nkeys)"
+                              ) from None
+    for key in ("creds_file", "nkeys_seed_file", "tls_ca_file", "tls_cert_file",
+                "tls_key_file"):
+        path = getattr(n, key)
+        if path is not None and not os.path.isfile(path):
+            raise ConfigError(f"nats.{key}: no such file: {path!r}")
+    if (n.tls_cert_file is None) != (n.tls_key_file is None):
+        raise ConfigError("nats.tls_key_file: a client certificate needs both tls_cert_file "
+                          "and tls_key_file")
 
 
 def _shown_url(url: str) -> str:
@@ -356,7 +448,7 @@ def load(path: Optional[str] = None, *, env: Optional[dict] = None,
                "GOGIN_AUTH_PUBLISH_URL": "auth.publish_url"}.get(name)
         if key is None:
             section, _, field = name[6:].lower().partition("_")
-            if section not in ("server", "limits", "auth", "broker") or not field:
+            if section not in ("server", "limits", "auth", "broker", "nats") or not field:
                 continue
             key = f"{section}.{field}"
             if key.startswith("auth.token_"):    # GOGIN_AUTH_TOKEN_KEY: auth.token.key
@@ -391,7 +483,7 @@ def _name_variable(err: ConfigError, from_env: dict) -> ConfigError:
 
 
 ENV_STRUCTS = {"server": Server, "limits": Limits, "auth": Auth, "auth.token": TokenAuth,
-               "broker": Broker}
+               "broker": Broker, "nats": Nats}
 
 
 def _set(raw: dict, key: str, value, from_env: bool = False) -> None:

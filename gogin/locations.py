@@ -310,13 +310,9 @@ class PublisherLocation(Location):
         """Every node deletes it when the broker tells them (this one too)."""
         server = self.server
         text = req.body or DELETED_TEXT
-        try:
-            existed = [await server.broker.delete(n, text) for n in names]
-        except BrokerUnavailable:
-            if not conn.closed:
-                server.error(conn, HttpError(503, "Broker unavailable."))
-            return
-        if conn.closed:
+        existed = await broker_answer(server, conn, asyncio.gather(
+            *[server.broker.delete(n, text) for n in names]))
+        if existed is None:
             return
         if not any(existed) and all(server.hub.channel(n) is None for n in names):
             return server.error(conn, HttpError(404, "Channel not found."))
@@ -418,6 +414,18 @@ class PublisherLocation(Location):
                                 binary=False)
         return None
 
+
+
+async def broker_answer(server, conn, awaitable):
+    """A shared broker's answer to a request, or None once the client got its 503 (Redis did
+    not answer) or left meanwhile."""
+    try:
+        result = await awaitable
+    except BrokerUnavailable:
+        if not conn.closed:
+            server.error(conn, HttpError(503, "Broker unavailable."))
+        return None
+    return None if conn.closed else result
 
 
 def _send_error(conn, text: str, index: int) -> None:
@@ -927,6 +935,13 @@ class StatsLocation(Location):
         hdrs = [("Content-Type", fmt.content_type)] + NO_CACHE
         if not ids:
             return self.server.respond(conn, 200, hdrs, stats.summarized(self.server, fmt))
+        if self.server.broker.shared and not any("*" in n or n == "ALL" for n in ids):
+            for name in ids:
+                if len(name) > self.server.config.limits.max_channel_id_length:
+                    raise HttpError(400, "Channel id is too large.")
+            task = asyncio.ensure_future(self._cluster_info(conn, ids, fmt, hdrs))
+            self.server.track(task)
+            return
         # the first id that is a pattern decides for the whole request, as in the module
         for name in ids:
             if len(name) > self.server.config.limits.max_channel_id_length:
@@ -940,9 +955,24 @@ class StatsLocation(Location):
         answer_channels_info(self.server, conn, req, ids)
 
 
+    async def _cluster_info(self, conn, ids, fmt, hdrs):
+        """A shared broker: the channels' counts as Redis has them, subscribers of every live
+        node (as of their last heartbeat; this node's as of now)."""
+        server = self.server
+        found = await broker_answer(server, conn,
+                                    server.broker.cluster_channels(list(dict.fromkeys(ids))))
+        if found is None:
+            return
+        rows = [ChannelRow(n, *found[n]) for n in dict.fromkeys(ids) if n in found]
+        if not rows:
+            return server.error(conn, HttpError(404, "Channel not found."))
+        server.respond(conn, 200, hdrs, stats.channels_info(server, fmt, rows))
+
+
 class HealthLocation(Location):
     """200 "ok"; with a shared broker that is not fully connected, 503 "degraded" (publishes
-    fail and new channels cannot start; connected subscribers stay)."""
+    fail and new channels cannot start; connected subscribers stay).  With NATS ingest, a
+    "nats: <state>" line; 503 "starting" while its start-up replay runs."""
 
     def handle(self, conn, req):
         self.check_access(conn, req)
@@ -951,10 +981,20 @@ class HealthLocation(Location):
         if worker is not None:                  # which of the --workers answered
             hdrs.append(("X-Gogin-Worker", str(worker)))
         st = self.server.broker.state()
-        if st["state"] == "ok":
+        ingest = self.server.ingest
+        if st["state"] == "ok" and ingest is None:
             return self.server.respond(conn, 200, hdrs, b"ok\n")
-        body = f"degraded\nbroker: {st['broker']} {st['state']}\n".encode()
-        self.server.respond(conn, 503, hdrs + self.server.explain("Broker unavailable."), body)
+        head, lines, status = "ok", [], 200
+        if st["state"] != "ok":
+            head, status = "degraded", 503
+            lines.append(f"broker: {st['broker']} {st['state']}")
+            hdrs += self.server.explain("Broker unavailable.")
+        if ingest is not None:        # "nats: ok" / "disconnected" / "replaying" (503) / ...
+            ready, line = ingest.health()
+            if not ready:
+                head, status = ("starting" if head == "ok" else head), 503
+            lines.append(line)
+        self.server.respond(conn, status, hdrs, "\n".join([head] + lines).encode() + b"\n")
 
 
 class MetricsLocation(Location):

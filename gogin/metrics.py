@@ -108,6 +108,12 @@ class HubCollector:
         broker = self.server.broker
         if not broker.shared:
             return
+        nodes = getattr(broker, "nodes", None) or []
+        yield GaugeMetricFamily("gogin_cluster_nodes", "Live nodes sharing the broker (as of "
+                                "this node's last heartbeat).", value=len(nodes))
+        yield GaugeMetricFamily("gogin_cluster_subscribers", "Subscriptions on every live "
+                                "node (each as of its last heartbeat).",
+                                value=sum(d.get("subscribers", 0) for d in nodes))
         bst = broker.state()
         for name, help_, key in BROKER_METRICS:
             if key is None:
@@ -121,10 +127,51 @@ class HubCollector:
                 yield CounterMetricFamily(name, help_, value=bst.get(key, 0))
 
 
+# NATS ingest (gogin/ingest.py), when [nats] url is set: (name, kind, help, Ingest attribute)
+NATS_METRICS = [
+    ("gogin_nats_ingested_total", "counter", "Messages from NATS published into channels.",
+     "ingested"),
+    ("gogin_nats_redelivered_total", "counter",
+     "JetStream messages delivered again (num_delivered > 1).", "redelivered"),
+    ("gogin_nats_duplicates_total", "counter",
+     "Redelivered messages this node had published: acknowledged, not published again.",
+     "duplicates"),
+    ("gogin_nats_replayed_total", "counter",
+     "Messages read again from the stream at start into history.", "replayed"),
+    ("gogin_nats_publish_failures_total", "counter",
+     "Messages whose publish failed (JetStream: redelivered).", "publish_failures"),
+    ("gogin_nats_reconnects_total", "counter", "Reconnections to NATS.", "reconnects"),
+]
+NATS_REJECTED = ("gogin_nats_rejected_total",
+                 "Messages from NATS that could not be used, by kind.")
+NATS_CONNECTED = ("gogin_nats_connected", "1 while connected to NATS.")
+
+
+class IngestCollector:
+    """NATS ingest's counters, read at scrape time; nothing without ingest."""
+
+    def __init__(self, server):
+        self.server = server
+
+    def collect(self):
+        ing = getattr(self.server, "ingest", None)
+        if ing is None:
+            return
+        for name, kind, help_, attr in NATS_METRICS:
+            family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            yield family(name, help_, value=getattr(ing, attr))
+        rej = CounterMetricFamily(*NATS_REJECTED, labels=["kind"])
+        for kind, n in ing.rejected.items():
+            rej.add_metric([kind], n)
+        yield rej
+        yield GaugeMetricFamily(*NATS_CONNECTED, value=1 if ing.connected() else 0)
+
+
 def registry_for(server) -> CollectorRegistry:
     """The private registry of one server: gogin's metrics, then process_* and python_info."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(HubCollector(server))
+    registry.register(IngestCollector(server))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry

@@ -69,6 +69,10 @@ class Server:
         self.networks = [ipaddress.ip_network(n, strict=False) for n in s.allowed_networks]
         self.locations = _locations.build(self, self.config.locations)
         self.broker = _brokers.create(self)
+        self.ingest = None                  # NATS ingest ([nats] url; gogin/ingest.py)
+        if self.config.nats.url:
+            from gogin.ingest import Ingest
+            self.ingest = Ingest(self)
         self.addresses: list[tuple[str, int]] = []
         self.worker: Optional[int] = None   # its number under --workers N (gogin/supervisor.py)
         self.started = time.monotonic()
@@ -101,6 +105,8 @@ class Server:
                     raise ListenError(host, port, e) from e
                 self.addresses.append(tuple(bound))
         self.hub.attach(asyncio.get_running_loop())
+        if self.ingest is not None:
+            await self.ingest.start()       # IngestError (an OSError) if NATS is unusable
         await self.auth.start()
         self._sweeper = asyncio.ensure_future(self._sweep())
         self.started = time.monotonic()
@@ -113,6 +119,8 @@ class Server:
             self._sweeper = None
         for t in list(self._tasks):
             t.cancel()
+        if self.ingest is not None:
+            await self.ingest.stop()
         await self.hub.shutdown(self.config.server.shutdown_timeout if timeout is None else timeout)
         for loc in self.locations:             # the token locations' expiry timers
             wheel = getattr(loc, "expiry_wheel", None)

@@ -197,12 +197,24 @@ def summarized(server, fmt: InfoFormat) -> bytes:
     st = server.hub.stats()
     normal, wildcard = channel_counts(server)
     uptime = _uptime(server)
-    worker = fmt.worker_last_item.format(pid=os.getpid(), subscribers=st["subscribers"],
-                                         uptime=uptime)
+    nodes = getattr(server.broker, "nodes", None)
+    if nodes:
+        # a shared broker: every live node is a worker of the cluster (its pid; its
+        # subscribers as of its last heartbeat, this node's as of now)
+        me = os.getpid()
+        rows = [(d["pid"], st["subscribers"] if d["id"] == server.broker.node_id
+                 else d["subscribers"], d["uptime"]) for d in nodes]
+        if not any(d["id"] == server.broker.node_id for d in nodes):
+            rows.append((me, st["subscribers"], uptime))
+    else:
+        rows = [(os.getpid(), st["subscribers"], uptime)]
+    items = [(fmt.worker_last_item if i == len(rows) - 1 else fmt.worker_item).format(
+        pid=pid, subscribers=subs, uptime=up) for i, (pid, subs, up) in enumerate(rows)]
+    worker = "".join(items)
     return fmt.summarized.format(
         hostname=fmt.escape(hostname()), time=iso_now(), channels=normal, wildcard=wildcard,
         published=st["published"], stored=st["stored_messages"], messages_in_trash=0,
-        channels_in_delete=0, channels_in_trash=0, subscribers=st["subscribers"],
+        channels_in_delete=0, channels_in_trash=0, subscribers=sum(r[1] for r in rows),
         uptime=uptime, by_worker=worker).encode("utf-8")
 
 

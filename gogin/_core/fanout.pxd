@@ -7,7 +7,7 @@ from posix.uio cimport iovec
 
 from gogin._core.buffers cimport Frame, OutQueue
 from gogin._core.frames cimport WsParser
-from gogin._core.registry cimport Channel, SubList
+from gogin._core.registry cimport Channel, Group, SubList
 
 cdef enum ConnState:
     CS_HEAD = 1          # reading a request head (also: idle keep-alive)
@@ -158,6 +158,11 @@ cdef Py_ssize_t fanout_publish(FanoutState *st, Channel ch, list formats, Messag
                                list pending) except -1
 # Queue ch's corked batches to their subscribers (one reference each) and clear them.
 cdef void fanout_settle(FanoutState *st, Channel ch) noexcept
+# Queue one group's batch to its subscribers (a connection of the group is about to get bytes)
+cdef void fanout_settle_group(FanoutState *st, Group *g) noexcept
+# Before bytes reach c: the corked batches of c's own groups go first (ordering without a
+# global settle).  1 if a batch was queued.
+cdef int conn_settle(FanoutState *st, Conn *c) noexcept
 # Free ch's corked batches without queueing them (the hub is going away).
 cdef void fanout_discard(Channel ch) noexcept
 # Write as much of c's queue as the socket takes: 0 all written, 1 socket full, -1 error (errno)

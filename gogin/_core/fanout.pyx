@@ -17,7 +17,7 @@ from gogin._core.buffers cimport (
     outq_push, outq_iov, outq_consume, outq_clear,
 )
 from gogin._core.frames cimport ws_write_header, GG_WS_MAX_HEADER, PING, BINARY, TEXT
-from gogin._core.registry cimport Channel, Group, json_escape_into, json_escaped_size
+from gogin._core.registry cimport Channel, Group, Sub, json_escape_into, json_escaped_size
 from gogin._core.deflate cimport pmd_frame, GG_PMD_MIN_BITS, GG_PMD_MAX_BITS
 from gogin._core.includes.sockets cimport (
     msghdr, errno, EAGAIN, EWOULDBLOCK, EINTR,
@@ -561,8 +561,10 @@ cdef Py_ssize_t fanout_publish(FanoutState *st, Channel ch, list formats, Messag
     once per loop turn: one reference per subscriber per turn, and one iovec per subscriber
     in the sendmsg, whatever the number of messages.  (Per-message iovecs of ~100 bytes made
     the kernel's copy-from-iovec the largest cost of a fanout.)  The hub settles every batch
-    before anything else reaches a connection or a subscription changes, so the order of
-    what a connection receives is the order of the calls."""
+    that a connection belongs to before anything else reaches that connection (conn_settle:
+    a direct enqueue here, a reply, a ping, a close) and a channel's before its subscriptions
+    change, so the order of what a connection receives is the order of the calls, and a
+    batch is split only by what reaches one of its own subscribers."""
     cdef Py_ssize_t queued = 0, i
     cdef int gi
     cdef Group *g
@@ -627,6 +629,8 @@ cdef Py_ssize_t fanout_publish(FanoutState *st, Channel ch, list formats, Messag
                     mark_post(st, c, CF_DELIVERED)
                     queued += 1
                 continue
+            if pending:
+                conn_settle(st, c)       # c's other channels' batches came first
             queued += enqueue(st, c, f)
         frame_decref(f)
     if binary != NULL:
@@ -649,6 +653,20 @@ cdef void fanout_settle_group(FanoutState *st, Group *g) noexcept:
             continue
         enqueue(st, c, b)
     frame_decref(b)
+
+
+cdef int conn_settle(FanoutState *st, Conn *c) noexcept:
+    cdef Py_ssize_t i
+    cdef Sub *s
+    cdef Group *g
+    cdef int done = 0
+    for i in range(c.subs.n):
+        s = c.subs.items[i]
+        g = &(<Channel>s.channel).groups[s.group]
+        if g.batch != NULL:
+            fanout_settle_group(st, g)
+            done = 1
+    return done
 
 
 cdef void fanout_discard(Channel ch) noexcept:

@@ -23,7 +23,7 @@ from libc.string cimport memcpy, memset, memmove
 from gogin._core.buffers cimport Frame, frame_from, frame_decref, outq_init, outq_clear
 from gogin._core.fanout cimport (
     Conn, ConnState, FanoutState, Format, Message, fanout_init, fanout_publish, fanout_settle,
-    fanout_discard, flush_conn, message_release,
+    conn_settle, fanout_discard, flush_conn, message_release,
     mark_dirty, enqueue, enqueue_always, enqueue_control, drop_queue, ws_frame,
     CS_HEAD, CS_BODY, CS_PENDING, CS_WEBSOCKET, CS_STREAM, CS_LONGPOLL, CS_CLOSING, CS_CLOSED,
     CF_DIRTY, CF_WRITE_ARMED, CF_SLOW, CF_KEEPALIVE, CF_READ_PAUSED, CF_POST, CF_SHUT_WR,
@@ -411,7 +411,7 @@ cdef class Connection:
         """Answer a held long-poll now with its timeout response (polling: nothing new)."""
         if self.c.state != CS_LONGPOLL:
             return False
-        self._hub._settle()
+        self._hub._settle_conn(&self.c)
         self._hub._reg.unsubscribe_all(&self.c.subs)
         if self._timeout_response:
             self._hub._send_bytes(&self.c, self._timeout_response)
@@ -431,7 +431,7 @@ cdef class Connection:
         cdef Sub *s = self._hub._reg.find(&self.c.subs, channel)
         if s == NULL:
             return False
-        self._hub._settle()
+        self._hub._settle_channel(<Channel>s.channel)
         self._hub._reg.unsubscribe(&self.c.subs, s)
         return True
 
@@ -520,6 +520,10 @@ cdef class Connection:
 
     def __repr__(self):
         return f"<Connection #{self.c.id} fd={self.c.fd} {self.state} peer={self.peer}>"
+
+
+cdef enum:
+    EPOCH_NONE = -1            # Channel.epoch: synced with a broker that had no numbering
 
 
 cdef struct BrokerCounters:        # the receive path of a shared broker (deliver_batch)
@@ -1317,7 +1321,7 @@ cdef class Hub:
                 # policy it is skipped (§5.5.3: a pong may answer only the latest ping).
                 f = ws_frame(PONG, ev.data, ev.len)
                 if f != NULL:
-                    self._settle()
+                    self._settle_conn(c)
                     if enqueue_control(&self._fs, c, f):
                         self._schedule_turn()
                     frame_decref(f)
@@ -1370,7 +1374,7 @@ cdef class Hub:
 
     cdef void _queue_frame(self, Conn *c, Frame *f):
         """Queue a frame the caller made (takes over its reference)."""
-        self._settle()
+        self._settle_conn(c)
         if enqueue_always(&self._fs, c, f) < 0:
             frame_decref(f)
             self._close(c, "out of memory")
@@ -1399,7 +1403,7 @@ cdef class Hub:
         """Write what is queued, half-close, then close on EOF or after `linger`."""
         if c.state == CS_CLOSED:
             return
-        self._settle()
+        self._settle_conn(c)
         self._reg.unsubscribe_all(&c.subs)
         c.state = CS_CLOSING
         free(c.rbuf)
@@ -1426,7 +1430,7 @@ cdef class Hub:
             n += 2
         f = ws_frame(CLOSE, payload, n)
         if f != NULL:
-            self._settle()
+            self._settle_conn(c)
             enqueue_always(&self._fs, c, f)
             frame_decref(f)
         self._begin_close(c)
@@ -1459,7 +1463,7 @@ cdef class Hub:
         self._schedule_turn()
 
     cdef void _release_conn(self, Conn *c):
-        self._settle()
+        self._settle_conn(c)
         self._reg.unsubscribe_all(&c.subs)
         self._wheel_set(c, 0)
         self._sel_remove(c.fd)
@@ -1481,7 +1485,9 @@ cdef class Hub:
     cdef bint _subscribe(self, Connection conn, str channel, Format fmt) except -1:
         if fmt.index >= len(self._formats) or self._formats[fmt.index] is not fmt:
             raise CoreError("format belongs to another hub")
-        self._settle()
+        ch = self._reg.channels.get(channel)
+        if ch is not None:
+            self._settle_channel(<Channel>ch)
         return self._reg.subscribe(&conn.c.subs, <void *>&conn.c, channel, fmt.index) != NULL
 
     def publish(self, str channel, payload, event_id=None, event_type=None, bint binary=False):
@@ -1497,8 +1503,10 @@ cdef class Hub:
           format, the turn's messages are appended to one batch (a copy per message, not per
           subscriber) that each subscriber's queue references once at the end of the turn -
           one iovec per subscriber however many messages.  Anything else reaching a connection
-          (a direct send, a ping, a close) or a subscription change settles the batches first,
-          so every connection receives its bytes in the order of the calls.  The count
+          (a direct send, a ping, a close, a direct publish of another channel) first settles
+          the batches of that connection's own groups, and a subscription change those of its
+          channel, so every connection receives its bytes in the order of the calls and a
+          batch is never split by bytes for a connection outside it.  The count
           returned for such a group is its subscribers at the time of the call.
         - A subscriber whose queue already holds bytes and would exceed `max_backpressure`
           is a slow consumer.  Policy "close" (default): it is closed (WebSocket close 1008
@@ -1680,13 +1688,21 @@ cdef class Hub:
                               PyBytes_GET_SIZE(env), &e) != 0:
                 self._bc.malformed += 1
                 continue
-            if e.epoch == ch.epoch and not e.flags & ENV_DELETED:
+            if e.flags & ENV_DELETED:
+                pass
+            elif e.epoch == ch.epoch:
                 if e.id <= ch.last_id:
                     self._bc.duplicates += 1
                     continue
                 if e.id == ch.last_id + 1:
                     self._deliver_env(ch, &e, 0)
                     continue
+            elif ch.epoch == EPOCH_NONE and e.id == 1:
+                # the first message of a channel the broker had no numbering for when this
+                # node subscribed: the numbering starts here, nothing came before it
+                ch.epoch = e.epoch
+                self._deliver_env(ch, &e, 0)
+                continue
             self._bc.held += 1
             if report is None:
                 report = []
@@ -1715,14 +1731,22 @@ cdef class Hub:
             if e.flags & ENV_DELETED:
                 continue
             if e.epoch != ch.epoch:
-                if ch.epoch != 0 or ch.last_id != 0:
+                if ch.epoch > 0 or ch.last_id != 0:
                     # the numbering this node knew is gone with the broker's data
                     history_clear_channel(&self._hist, &ch.hist)
                     self._signal_gap(ch, &e)
+                    ch.last_id = e.id - 1
+                elif ch.epoch == EPOCH_NONE:
+                    # the broker had no numbering when this node synced: every id from 1 was
+                    # published since, so ids before this one are lost here
+                    ch.last_id = 0
+                    if e.id > 1:
+                        self._signal_gap(ch, &e)
+                        ch.last_id = e.id - 1
                 else:
                     self._mark_unseen(ch, e.id - 1, e.time, e.tag - 1)
+                    ch.last_id = e.id - 1
                 ch.epoch = e.epoch
-                ch.last_id = e.id - 1
             elif e.id <= ch.last_id:
                 self._bc.duplicates += 1
                 continue
@@ -1733,13 +1757,20 @@ cdef class Hub:
         return done
 
     def sync_position(self, str name, int64_t epoch, int64_t last_id):
-        """After a fill: the broker's own count for the channel (epoch, last id).  Messages up
+        """After a fill: the broker's own count for the channel (epoch, last id; epoch 0: the
+        broker has none, and the channel's epoch becomes -1, "synced, nothing before").  Messages up
         to it that no stored copy brought are lost for this node's subscribers (gap signal);
         for a channel new here, the position is taken silently, and a client resuming from
         before it is told of the gap."""
         cdef Channel ch = self._reg.channels.get(name)
         cdef Envelope e
-        if ch is None or epoch == 0:
+        if ch is None:
+            return
+        if epoch == 0:
+            # the broker has no numbering for it (never published, deleted, or lost): from
+            # now on this node knows every id from 1 is new (deliver_fill)
+            if ch.epoch == 0 and ch.last_id == 0:
+                ch.epoch = EPOCH_NONE
             return
         if ch.epoch == 0 and ch.last_id == 0:
             ch.epoch = epoch
@@ -1883,6 +1914,24 @@ cdef class Hub:
         if self._fs.post != NULL or self._fs.dirty != NULL:
             self._schedule_turn()
 
+    cdef void _settle_conn(self, Conn *c):
+        """Before bytes reach c or c leaves its channels: the corked batches of c's own groups
+        are queued (to every member of those groups: a batch holds the turn's messages so
+        far, so each member still gets its bytes in the order of the calls).  Batches of
+        channels c is not on stay corked until the turn's end: an unrelated answer splits
+        nothing."""
+        if self._pending and conn_settle(&self._fs, c):
+            if self._fs.post != NULL or self._fs.dirty != NULL:
+                self._schedule_turn()
+
+    cdef void _settle_channel(self, Channel ch):
+        """A subscription of ch changes: its batches go to the subscribers they were built
+        for, before anyone joins or leaves."""
+        if ch.corked:
+            fanout_settle(&self._fs, ch)
+            if self._fs.post != NULL or self._fs.dirty != NULL:
+                self._schedule_turn()
+
     cdef void _replay_gap(self, Conn *c, Channel ch, Stored *next_, bytes text):
         """The gap signal (_gap_record), rendered and queued like a stored message."""
         cdef Stored g
@@ -1924,7 +1973,7 @@ cdef class Hub:
 
     cdef void _finish_longpoll(self, Conn *c):
         (<Connection>c.obj)._footer = None
-        self._settle()
+        self._settle_conn(c)
         self._reg.unsubscribe_all(&c.subs)
         if c.flags & CF_KEEPALIVE and not self._closing:
             self._to_head(c)
@@ -2182,7 +2231,7 @@ cdef class Hub:
         elif c.state == CS_CLOSING:
             self._close(c, "linger timeout")
         elif c.state == CS_LONGPOLL:
-            self._settle()
+            self._settle_conn(c)
             self._reg.unsubscribe_all(&c.subs)
             if conn._timeout_response:
                 self._send_bytes(c, conn._timeout_response)
@@ -2197,7 +2246,7 @@ cdef class Hub:
                     ping = (<Format>self._formats[0]).ping_frame()
                 if ping != NULL and c.out.bytes == 0:
                     # a connection still writing is alive enough; skip the ping then
-                    self._settle()
+                    self._settle_conn(c)
                     enqueue_always(&self._fs, c, ping)
                 c.ping_at = now + c.ping_every
             self._rearm(c)

@@ -94,7 +94,7 @@ def raise_nofile() -> int:
 
 # -- targets ------------------------------------------------------------------------------------
 
-def make_target(spec: str, pub_mode: str):
+def make_target(spec: str, pub_mode: str, pub_target: str | None = None):
     from gogin.bench.target_gogin import GoginTarget, UrlTarget
     if spec == "gogin":
         return GoginTarget(pub_mode=pub_mode)
@@ -103,8 +103,9 @@ def make_target(spec: str, pub_mode: str):
         parts = urlsplit(spec)
         if parts.path not in ("", "/"):
             sub = parts.path + (f"?{parts.query}" if parts.query else "")
-            return UrlTarget(f"{parts.scheme}://{parts.netloc}", sub_path=sub)
-        return UrlTarget(spec)
+            return UrlTarget(f"{parts.scheme}://{parts.netloc}", sub_path=sub,
+                             pub_url=pub_target)
+        return UrlTarget(spec, pub_url=pub_target)
     try:
         from gogin.bench.peers import PEERS
     except ImportError as e:
@@ -299,7 +300,7 @@ async def bench_target(a, spec: str, rates: list[float], prog: Progress) -> tupl
     # a WebSocket per channel for one channel; for many, the target's own publisher connection
     # of the multi-channel kind (or HTTP, which addresses any channel)
     pub_mode = "ws" if a.publish == "ws" or (a.publish == "auto" and a.channels == 1) else "http"
-    target = make_target(spec, pub_mode)
+    target = make_target(spec, pub_mode, a.pub_target)
     target.start(a.server_cpu)
     pids = target_pids(target)
     info = {"target": spec, "scenario": a.scenario, "subscribers": subs, "channels": channels,
@@ -464,6 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "server (with a path: the subscribers', e.g. "
                         "http://127.0.0.1:9080/subscribe/{channel}); comma-separated for "
                         "several (one plot line each)")
+    p.add_argument("--pub-target", metavar="URL",
+                   help="with a URL target: publish (HTTP POST /pub?id=) to this server "
+                        "instead, e.g. another node of the same broker (cross-node fanout)")
     p.add_argument("--scenario", choices=sorted(PRESETS), default="fanout")
     p.add_argument("--subscribers", type=int, help="subscriber connections (preset default)")
     p.add_argument("--channels", type=int, help="channels the subscribers spread over")

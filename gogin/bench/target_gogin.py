@@ -173,7 +173,8 @@ class UrlTarget:
     CPU and RSS are reported only if `pid` is given."""
 
     def __init__(self, url: str, sub_path: str = "/ws/{channel}",
-                 pub_path: str = "/pub?id={channel}", pid: int | None = None) -> None:
+                 pub_path: str = "/pub?id={channel}", pid: int | None = None,
+                 pub_url: str | None = None) -> None:
         u = urlsplit(url)
         if u.scheme not in ("http", "ws") or not u.hostname:
             raise ValueError(f"target URL must be http://host:port, not {url!r}")
@@ -181,6 +182,9 @@ class UrlTarget:
         self.host, self.port = u.hostname, u.port or 80
         self.sub_path, self.pub_path = sub_path, pub_path
         self._pid = pid
+        # publishes to another server (a node sharing the broker), else to this one
+        p = urlsplit(pub_url) if pub_url else u
+        self.pub_host, self.pub_port = p.hostname, p.port or 80
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -206,7 +210,8 @@ class UrlTarget:
         return f"ws://{self.host}:{self.port}{path}"
 
     def pub(self, channel: str) -> tuple[str, str]:
-        return "http", f"http://{self.host}:{self.port}{self.pub_path.format(channel=channel)}"
+        return "http", (f"http://{self.pub_host}:{self.pub_port}"
+                        f"{self.pub_path.format(channel=channel)}")
 
     def pub_multi(self) -> None:
         return None

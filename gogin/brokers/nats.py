@@ -194,6 +194,16 @@ class NatsBroker:
                 **self.counters, "errors": dict(self.errors),
                 **{f"received_{k}": v for k, v in self.hub.broker_counters().items()}}
 
+    async def cluster_channels(self, names) -> dict:
+        """{channel: (published, stored, subscribers)} as this node has them: core NATS keeps
+        no counts, so channel statistics describe the answering node."""
+        out = {}
+        for n in names:
+            ch = self.hub.channel(n)
+            if ch is not None:
+                out[n] = (ch.published, ch.stored, ch.subscribers)
+        return out
+
     # -- publishing ----------------------------------------------------------------------------
 
     def _subject(self, name: str) -> str:

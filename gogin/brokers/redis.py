@@ -20,8 +20,11 @@ resume (docs/deployment.md, Redis broker).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import random
+import socket
 import time
 import zlib
 from importlib import resources
@@ -39,7 +42,6 @@ SUBSCRIBE_BATCH = 1000          # channel ids per SUBSCRIBE command when resubsc
 FILL_BATCH = 256                # history reads pipelined at once after a reconnect
 HELD_MAX = 10_000               # live envelopes held per channel while its history is read
 META_TTL = 7 * 86400            # a channel's numbering outlives its last publish by this much
-HEARTBEAT = 5.0                 # seconds between writes of this node's subscriber counts
 
 
 def _script(name: str) -> str:
@@ -49,6 +51,18 @@ def _script(name: str) -> str:
 PUBLISH_LUA = _script("redis_publish.lua")
 READ_LUA = _script("redis_read.lua")
 DELETE_LUA = _script("redis_delete.lua")
+
+
+def _in_order(envelopes: list) -> list:
+    """Stored and held envelopes in id order within each epoch (epochs in the order they
+    first appear): the live ones held during a read may start before what the history still
+    had (a burst trimmed it), and must not be taken for duplicates of a gap."""
+    rank: dict = {}
+
+    def key(env: bytes):
+        epoch = int.from_bytes(env[8:16], "big")
+        return (rank.setdefault(epoch, len(rank)), int.from_bytes(env[16:24], "big"))
+    return sorted(envelopes, key=key) if len(envelopes) > 1 else envelopes
 
 
 class _Link:
@@ -215,6 +229,11 @@ class RedisBroker:
         self._tasks: list = []
         self._was_down = False
         self._keys: dict = {}                        # channel id -> (meta key, history key)
+        # the cluster view (docs/deployment.md, Statistics across nodes): this node's counts
+        # in Redis under a TTL, every node's read back at each heartbeat
+        self.node_id = f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
+        self.nodes: list = []                        # live nodes' documents, last heartbeat
+        self._counted: set = set()                   # channels whose count this node wrote
         self._publish_args = (str(self.max_stored), str(self.ttl_ms), str(META_TTL))
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -234,9 +253,20 @@ class RedisBroker:
             raise BrokerUnavailable(f"cannot connect to Redis at {where}: {why}") from None
         for link in self.cmd + self.subs:
             self._tasks.append(asyncio.ensure_future(link.run()))
+        await self._heartbeat_once()
+        self._tasks.append(asyncio.ensure_future(self._heartbeat()))
         log.info("broker: redis at %s (key prefix %r)", where, self.cfg.key_prefix)
 
     async def close(self) -> None:
+        if not self.closing:
+            try:                                     # leave the cluster view at once
+                proto = self._command_link(False)
+                p = self.cfg.key_prefix
+                proto.fire("DEL", f"{p}:node:{self.node_id}")
+                proto.fire("SREM", f"{p}:nodes", self.node_id)
+                proto._flush()
+            except BrokerUnavailable:
+                pass
         self.closing = True
         for t in self._tasks:
             t.cancel()
@@ -442,6 +472,82 @@ class RedisBroker:
             self.note_failure("delete", e)
             raise BrokerUnavailable(f"Redis did not take the delete: {e}") from None
 
+    # -- statistics across nodes -------------------------------------------------------------
+    #
+    # Every node_ttl / 3 a node writes its document (PREFIX:node:ID, expiring after node_ttl)
+    # and, per channel it holds subscribers of, its count in the hash PREFIX:s:CHANNEL (field:
+    # node id); then it reads every live node's document.  A count whose node's document
+    # expired (the node died) is not counted.
+
+    async def _heartbeat(self):
+        while not self.closing:
+            await asyncio.sleep(self.cfg.node_ttl / 3)
+            try:
+                await self._heartbeat_once()
+            except (RespError, BrokerUnavailable) as e:
+                self.note_failure("heartbeat", e)
+
+    async def _heartbeat_once(self):
+        proto = self._command_link(False)
+        p = self.cfg.key_prefix
+        hub = self.hub
+        ttl_ms = str(int(self.cfg.node_ttl * 1000))
+        st = hub.stats()
+        doc = {"id": self.node_id, "hostname": socket.gethostname(), "pid": os.getpid(),
+               "uptime": int(time.monotonic() - self.server.started),
+               "connections": st["connections"], "subscribers": st["subscribers"],
+               "channels": st["channels"]}
+        counts = {}
+        for n in self._ready:
+            ch = hub.channel(n)
+            if ch is not None and ch.subscribers:
+                counts[n] = ch.subscribers
+        proto.fire("SET", f"{p}:node:{self.node_id}", json.dumps(doc), "PX", ttl_ms)
+        proto.fire("SADD", f"{p}:nodes", self.node_id)
+        for n, c in counts.items():
+            proto.fire("HSET", f"{p}:s:{n}", self.node_id, str(c))
+            proto.fire("PEXPIRE", f"{p}:s:{n}", ttl_ms)
+        for n in self._counted - counts.keys():
+            proto.fire("HDEL", f"{p}:s:{n}", self.node_id)
+        self._counted = set(counts)
+        ids = await proto.call("SMEMBERS", f"{p}:nodes")
+        if not ids:
+            self.nodes = [doc]
+            return
+        docs = await proto.call("MGET", *[f"{p}:node:{i.decode()}" for i in ids])
+        live, dead = [], []
+        for i, d in zip(ids, docs):
+            (live if d is not None else dead).append(json.loads(d) if d else i)
+        if dead:
+            proto.fire("SREM", f"{p}:nodes", *dead)
+        self.nodes = sorted(live, key=lambda d: (d["hostname"], d["pid"]))
+
+    async def cluster_channels(self, names) -> dict:
+        """{channel: (published, stored, subscribers on every live node)} for the channels
+        that exist in Redis or have subscribers somewhere (channel statistics)."""
+        proto = self._command_link(False)
+        p = self.cfg.key_prefix
+        live = {d["id"] for d in self.nodes} | {self.node_id}
+        futs = []
+        for n in names:
+            futs.append((n, proto.call("HGET", f"{p}:m:{n}", "s"), proto.call("LLEN", f"{p}:h:{n}"),
+                         proto.call("HGETALL", f"{p}:s:{n}")))
+        out = {}
+        for n, published, stored, subs in futs:
+            try:
+                published, stored, subs = await published, await stored, await subs
+            except RespError as e:
+                raise BrokerUnavailable(f"Redis did not answer: {e}") from None
+            ch = self.hub.channel(n)
+            counts = dict(zip(subs[::2], subs[1::2]))
+            total = sum(int(v) for k, v in counts.items() if k.decode() in live
+                        and k.decode() != self.node_id)
+            total += ch.subscribers if ch is not None else 0   # this node's, as of now
+            if published is None and not total and ch is None:
+                continue
+            out[n] = (int(published or 0), stored, total)
+        return out
+
     # -- subscriptions -------------------------------------------------------------------------
 
     def _link_of(self, name: str) -> _Link:
@@ -537,7 +643,6 @@ class RedisBroker:
         hub = self.hub
         if hub.channel(name) is None:
             return True
-        hub.deliver_fill(name, (stored or []) + held)
-        if epoch:
-            hub.sync_position(name, int(epoch), int(last or 0))
+        hub.deliver_fill(name, _in_order((stored or []) + held))
+        hub.sync_position(name, int(epoch or 0), int(last or 0))
         return True

@@ -26,6 +26,10 @@ _Future = asyncio.Future
 FLUSH_AT = 128                  # commands written at once without waiting for the turn's end
 
 
+def _ignore(reply) -> None:
+    pass
+
+
 class RespError(Exception):
     """An error reply (``-ERR ...``) or a lost connection."""
 
@@ -107,9 +111,14 @@ class RespProtocol(asyncio.Protocol):
         self.send(*args)
         self._waiters.append(callback)
 
+    def fire(self, *args) -> None:
+        """A command whose reply nobody needs (command mode: every command has a reply, so
+        it is read and dropped in its turn)."""
+        self.call_cb(args, _ignore)
+
     def send(self, *args) -> None:
-        """Send a command whose reply is not awaited here (PUB/SUB mode: SUBSCRIBE's answers
-        come as pushes)."""
+        """Send a command whose reply is not awaited here (PUB/SUB mode only: SUBSCRIBE's
+        answers come as pushes; in command mode use call, call_cb or fire)."""
         out = self._out
         out.append(hiredis.pack_command(args))
         if len(out) >= FLUSH_AT:

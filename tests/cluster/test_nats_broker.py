@@ -80,6 +80,10 @@ async def test_publish_on_either_node_reaches_both_once_in_order(nodes, nats_ser
         assert [m["text"] for m in sub.got] == ["odd"] and other.got == []
         for s in subs + [sub, other]:
             await s.close()
+        r = await http.get(f"{b.base}/channels-stats?id=room",
+                           headers={"Accept": "application/json"})
+        doc = json.loads(await r.text())                     # this node's counts
+        assert r.status == 200 and doc["published_messages"] == 60, doc
         health = await http.get(f"{a.base}/healthz")
         assert health.status == 200
         metrics = await (await http.get(f"{b.base}/metrics")).text()

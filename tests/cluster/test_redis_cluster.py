@@ -9,6 +9,7 @@ import json
 from urllib.parse import quote
 
 import aiohttp
+import websockets
 import pytest
 
 from cluster_clients import (EventSourceSubscriber, LongPollSubscriber, WsSubscriber,
@@ -107,3 +108,67 @@ async def test_delete_reaches_every_node(nodes, prefix):
         r = await http.post(f"{a.base}/pub?id=gone", data="again",
                             headers={"Accept": "application/json"})
         assert json.loads(await r.text())["published_messages"] == 1
+
+
+@pytest.mark.asyncio
+async def test_channel_statistics_count_every_live_node(nodes, prefix):
+    a, b = nodes(2, prefix=prefix, broker={"node_ttl": 1.5})
+    async with aiohttp.ClientSession() as http:
+        subs = [await WsSubscriber(f"{a.ws}/ws/st").start() for _ in range(3)]
+        subs += [await WsSubscriber(f"{b.ws}/ws/st").start() for _ in range(2)]
+        r = await http.post(f"{a.base}/pub?id=st", data="x")
+        assert r.status == 200
+        await asyncio.sleep(1.2)                  # a heartbeat of each node
+        for node in (a, b):
+            doc = json.loads(await (await http.get(f"{node.base}/channels-stats?id=st")).text())
+            assert (doc["subscribers"], doc["published_messages"]) == (5, 1), doc
+            summary = json.loads(await (await http.get(f"{node.base}/channels-stats")).text())
+            assert sorted(int(w["pid"]) for w in summary["by_worker"]) == \
+                sorted([a.proc.pid, b.proc.pid])
+            assert summary["subscribers"] == 5
+        r = await http.get(f"{a.base}/channels-stats?id=nothere")
+        assert r.status == 404
+        b.kill()                                  # its counts go with its heartbeat
+        b.returncode = b.proc.returncode          # (killed on purpose: not a failed stop)
+        await asyncio.sleep(2.0)
+        doc = json.loads(await (await http.get(f"{a.base}/channels-stats?id=st")).text())
+        assert doc["subscribers"] == 3
+        summary = json.loads(await (await http.get(f"{a.base}/channels-stats")).text())
+        assert [int(w["pid"]) for w in summary["by_worker"]] == [a.proc.pid]
+        for s in subs[:3]:
+            await s.close()
+
+
+@pytest.mark.asyncio
+async def test_burst_on_a_new_channel_reaches_a_fresh_subscriber(nodes, prefix):
+    """A subscriber of a channel Redis has never seen, then a burst larger than the stored
+    history from another node: every message arrives (the held live ones fill what the
+    trimmed history lost), once, in order."""
+    a, b = nodes(2, prefix=prefix, limits={"max_messages_stored_per_channel": 20})
+    sub = await WsSubscriber(f"{b.ws}/ws/burst").start()
+    ws = await websockets.connect(f"{a.ws}/pub")
+    await ws.send("[" + ",".join(json.dumps({"id": "burst", "text": f"b{i}"})
+                                 for i in range(300)) + "]")
+    assert await wait_count([sub], 300), str([m["id"] for m in sub.got])
+    await asyncio.sleep(0.3)
+    assert [m["text"] for m in sub.got] == [f"b{i}" for i in range(300)]
+    await ws.close()
+    await sub.close()
+
+
+@pytest.mark.asyncio
+async def test_client_messages_cross_nodes(nodes, prefix):
+    """A WebSocket client's own message (client_publish = "open") goes through Redis like a
+    POST: a subscriber on the other node gets it."""
+    from gogin_e2e import default_locations_plus
+    locs = default_locations_plus({"path": "/chat/", "role": "subscriber", "mode": "websocket",
+                                   "client_publish": "open"})
+    a, b = nodes(2, prefix=prefix, locations=locs)
+    listener = await WsSubscriber(f"{b.ws}/chat/room").start()
+    talker = await websockets.connect(f"{a.ws}/chat/room")
+    await talker.send("hi from a")
+    assert await wait_count([listener], 1)
+    assert listener.got[0]["text"] == "hi from a"
+    assert json.loads(await asyncio.wait_for(talker.recv(), 5))["text"] == "hi from a"
+    await talker.close()
+    await listener.close()

@@ -97,3 +97,13 @@ async def test_redis_down_publishes_503_subscribers_stay(nodes, own_redis, prefi
         m = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert m["text"] == "two"
         await ws.close()
+
+
+def test_broker_flag_sets_redis(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "gogin", "--broker", "redis://:pw@127.0.0.1:1/0",
+                        "--workers", "2", "--check-config"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=20)
+    assert p.returncode == 0, p.stderr          # workers accepted: the broker is shared
+    p = subprocess.run([sys.executable, "-m", "gogin", "--broker", "http://x/",
+                        "--check-config"], cwd=ROOT, capture_output=True, text=True, timeout=20)
+    assert p.returncode == 2 and "broker.url: must be a redis://" in p.stderr

@@ -454,3 +454,42 @@ def test_event_fields_json_escaped(hub):
     assert doc == {"e": 'x","text":"FORGED', "t": "a\\b\x01", "x": "real"}
     empty = fmt.render_bytes(b"m")          # no event id: empty strings, still valid JSON
     assert empty[2:] == b'{"e":"","t":"","x":"m","raw":""}'
+
+
+def test_an_unrelated_answer_does_not_split_a_corked_batch(hub):
+    """Publish, a reply to a connection that is not on the channel, publish again, in one
+    turn: the channel's batch stays one (two rendered frames + one batch allocated, not two
+    batches), and each subscriber gets both messages in one frame run."""
+    subs = Subscribers(hub, 20, ["cork"])
+    other = Subscribers(hub, 1, ["elsewhere"])
+    try:
+        alloc0 = frame_counters()[0]
+        hub.publish("cork", b"p1")
+        other.conns[0].send(b"unrelated")             # its own frame: +1
+        hub.publish("cork", b"p2")
+        assert frame_counters()[0] - alloc0 == 2 + 1 + 1
+        hub.flush()
+        for c in subs.clients:
+            assert [e[2] for e in parse_server_frames(drain(c))] == [b"p1", b"p2"]
+        assert [e[2] for e in parse_server_frames(drain(other.clients[0]))] == [b"unrelated"]
+    finally:
+        subs.close()
+        other.close()
+
+
+def test_a_direct_publish_to_a_small_channel_comes_after_a_corked_batch(hub):
+    """Connections on a corked channel (20 subscribers) and on a small, uncorked one (3): a
+    publish to the big channel then to the small one reaches them in that order."""
+    big = Subscribers(hub, 20, ["bigc"])
+    try:
+        for conn in big.conns[:3]:
+            assert conn.subscribe("smallc")
+        hub.publish("bigc", b"first")
+        hub.publish("smallc", b"second")
+        hub.flush()
+        for c in big.clients[:3]:
+            assert [e[2] for e in parse_server_frames(drain(c))] == [b"first", b"second"]
+        for c in big.clients[3:]:
+            assert [e[2] for e in parse_server_frames(drain(c))] == [b"first"]
+    finally:
+        big.close()

@@ -19,10 +19,11 @@ SECTIONS = {
     "`[auth]`": config.Auth,
     "`[auth.token]`": config.TokenAuth,
     "`[broker]`": config.Broker,
+    "`[nats]`": config.Nats,
     "`[[locations]]`": config.Location,
     "Top level": config.Config,
 }
-NESTED = {"server", "limits", "auth", "broker", "locations"}     # Config fields that are sections
+NESTED = {"server", "limits", "auth", "broker", "nats", "locations"}   # Config fields: sections
 
 
 def read_doc() -> str:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from gogin.metrics import AUTH_CALLS, HUB_METRICS, TOKEN_CACHE
+from gogin.metrics import (AUTH_CALLS, BROKER_METRICS, HUB_METRICS, NATS_CONNECTED,
+                           NATS_METRICS, NATS_REJECTED, TOKEN_CACHE)
 from gogin_e2e import ROOT, metric_values, parse_default, publish, recv, ws_connect
 
 
@@ -53,4 +54,6 @@ async def test_metrics_parse_and_move(gogin, http, chan):
 def test_every_metric_is_documented():
     doc = (Path(ROOT) / "docs" / "protocol.md").read_text()
     table = set(re.findall(r"^\| `(gogin_\w+)` \|", doc, re.M))
-    assert table == {m[0] for m in HUB_METRICS + TOKEN_CACHE} | {AUTH_CALLS[0]}
+    assert table == {m[0] for m in HUB_METRICS + TOKEN_CACHE + BROKER_METRICS} | \
+        {AUTH_CALLS[0], "gogin_cluster_nodes", "gogin_cluster_subscribers"} | \
+        {m[0] for m in NATS_METRICS} | {NATS_REJECTED[0], NATS_CONNECTED[0]}
