@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(broker.type = \"redis\"); overrides server.workers (default 1)")
     p.add_argument("--broker", metavar="URL",
                    help="share channels through this Redis (redis://[:password@]host:port/db, "
-                        "rediss:// for TLS): sets broker.type = \"redis\" and broker.url")
+                        "rediss:// for TLS) or NATS (nats://host:port, tls://): sets "
+                        "broker.type = \"redis\" or \"nats\" and broker.url")
     p.add_argument("--version", action="version", version=f"gogin {__version__}")
     return p
 
@@ -54,7 +55,8 @@ def config_from_args(args):
         "auth.publish_url": args.auth_publish_url,
     }
     if args.broker:
-        overrides["broker.type"] = "redis"
+        nats = args.broker.startswith(("nats://", "tls://"))
+        overrides["broker.type"] = "nats" if nats else "redis"
         overrides["broker.url"] = args.broker
     cfg = load(args.config, overrides=overrides)
     if args.demo:

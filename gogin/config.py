@@ -123,9 +123,12 @@ class Auth(_Section):
 class Broker(_Section):
     """[broker]: how nodes share channels.  "memory": this process only (the default, nothing
     to run); "redis": every node with the same url and key_prefix shares channels, history
-    and resume (docs/deployment.md)."""
+    and resume; "nats": nodes share channels over core NATS subjects, history and resume stay
+    per node (docs/deployment.md)."""
     type: Literal["memory", "redis", "nats"] = "memory"
-    url: str = "redis://127.0.0.1:6379/0"        # redis:// or rediss:// (TLS), password, db
+    url: str = "redis://127.0.0.1:6379/0"        # redis:// or rediss:// (TLS), password, db;
+                                                 # nats:// or tls:// (type nats; this default
+                                                 # then means nats://127.0.0.1:4222)
     key_prefix: str = "gogin"                    # every key and PUB/SUB channel starts so
     pubsub_connections: int = 4                  # SUBSCRIBE connections, channels by hash
     publish_connections: int = 2                 # connections publishes are pipelined over
@@ -278,6 +281,11 @@ class Config(_Section):
         if b.type == "redis" and not b.url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"broker.url: must be a redis://, rediss:// or unix:// URL, "
                               f"not {_shown_url(b.url)!r}")
+        if b.type == "nats" and b.url != "redis://127.0.0.1:6379/0":   # that default: NATS's
+            for u in b.url.split(","):
+                if not u.strip().startswith(("nats://", "tls://")):
+                    raise ConfigError(f"broker.url: must be nats:// or tls:// URLs (comma-"
+                                      f"separated), not {_shown_url(b.url)!r}")
         for key in ("pubsub_connections", "publish_connections", "connect_timeout",
                     "reconnect_max_delay", "ping_interval", "node_ttl"):
             if getattr(b, key) <= 0:

@@ -59,7 +59,7 @@ def refusal(cfg, env=None) -> Optional[str]:
                 "(leave --workers out, or drop --demo)")
     if cfg.broker.type == "memory" and env.get(ALLOW_MEMORY_ENV) != "1":
         return (f"server.workers: --workers {n} needs a shared broker: broker.type is "
-                '"memory" (set broker.type = "redis")')
+                '"memory" (set broker.type = "redis" or "nats")')
     for i, addr in enumerate(cfg.server.listen):
         if parse_listen(addr)[1] == 0:
             return (f"server.listen[{i}]: port 0 would give each of the {n} workers a port of "

@@ -214,6 +214,16 @@ class Hub:
         """The text of the gap signal (id -4) the broker path sends."""
     def broker_counters(self) -> dict[str, int]:
         """received, delivered, duplicates, unknown, malformed, held, gaps."""
+    # a broker without shared numbering (NATS): this node numbers what it receives
+    def set_position_mark(self, modulus: int, residue: int) -> None:
+        """Tags are k * modulus + residue and times never go back; a resume from a tag
+        that is not this node's gets the gap signal (0: plain push-stream tags)."""
+    def deliver_local(self, items: list[Any]) -> list[tuple[str, bytes]] | None:
+        """[name, envelope, ...] in arrival order, each numbered here and fanned out;
+        returns the control envelopes (a deletion), or None."""
+    def mark_gap(self, name: str, signal: bool = True) -> None:
+        """What was published until now may be lost here: a replay from before reports
+        it; signal: the gap signal (id -4) goes to the subscribers now."""
     # timers, shutdown
     def run_timers(self) -> None:
         """Advance the timing wheel to now and fire what is due."""

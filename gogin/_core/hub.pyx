@@ -142,6 +142,13 @@ cdef Stored *_find_event(Channel ch, event_id) except? NULL:
     return s
 
 
+cdef inline int64_t _mark_after(int64_t tag, int mod, int res) noexcept:
+    """The smallest k * mod + res (k >= 0) greater than tag."""
+    if tag < res:
+        return res
+    return ((tag - res) // mod + 1) * mod + res
+
+
 cdef bint _replay_start(Channel ch, Py_ssize_t last, since_id, since_time, int since_tag,
                         event_id, Stored **first, bint *gap) except -1:
     """Where a replay from a position starts in ch's stored messages (*first, NULL: nothing
@@ -471,7 +478,10 @@ cdef class Connection:
         ch = hub._reg.channels.get(channel)
         if ch is None:
             return (0, since_id is not None and since_id > 0 or event_id is not None)
-        if not _replay_start(ch, last, since_id, since_time, since_tag, event_id, &s, &gap):
+        if last == 0 and since_id is None and hub._foreign_position(ch, since_time, since_tag):
+            s = NULL                   # nothing here is known to follow the client's position
+            gap = True
+        elif not _replay_start(ch, last, since_id, since_time, since_tag, event_id, &s, &gap):
             return (0, False)
         if gap and gap_text is not None:
             hub._replay_gap(&self.c, ch, s, gap_text)
@@ -573,6 +583,8 @@ cdef class Hub:
                                     # reads pause: PENDING_READ_MAX, or a head's limit if larger
     cdef int64_t _last_time         # second and tag of the server's last message: push-stream's
     cdef int _last_tag              # tags count per server, not per channel (utils.c)
+    cdef int _mark_mod              # set_position_mark: tags are k * mod + res (0: plain)
+    cdef int _mark_res
     cdef BrokerCounters _bc
     cdef bytes _gap_text            # the gap signal's text (id -4)
     # limits (readonly for Python; set once in __init__)
@@ -1523,12 +1535,7 @@ cdef class Hub:
         ch = self._reg.channels.get(channel)
         if ch is None:
             return 0
-        now = time(NULL)
-        # tag (utils.c, add_msg_to_channel): the server's previous tag + 1 for a message in the
-        # same second as the server's previous message, else 1; so (time, tag) orders every
-        # message of the server, whatever its channel
-        self._last_tag = self._last_tag + 1 if now == self._last_time else 1
-        self._last_time = now
+        now = self._next_position()
         if event_id is not None:
             eid = event_id.encode("utf-8") if isinstance(event_id, str) else bytes(event_id)
         if event_type is not None:
@@ -1536,6 +1543,64 @@ cdef class Hub:
         return self._emit(ch, data, n, binary, ch.last_id + 1, now, self._last_tag,
                           <const unsigned char *>PyBytes_AS_STRING(eid), len(eid),
                           <const unsigned char *>PyBytes_AS_STRING(etype), len(etype), 0)
+
+    cdef int64_t _next_position(self) noexcept:
+        """The (time, tag) of this node's next message: returns the time, sets _last_tag.
+        tag (utils.c, add_msg_to_channel): the server's previous tag + 1 for a message in the
+        same second as the server's previous message, else 1; so (time, tag) orders every
+        message of the server, whatever its channel.  With a position mark (a broker without
+        shared numbering, set_position_mark) tags are k * mod + res instead, and the time
+        never goes back, so positions this node gives out stay ordered and recognisable."""
+        cdef int64_t now = time(NULL)
+        cdef int64_t t
+        if self._mark_mod == 0:
+            self._last_tag = self._last_tag + 1 if now == self._last_time else 1
+            self._last_time = now
+            return now
+        if now < self._last_time:
+            now = self._last_time
+        if now == self._last_time:
+            t = _mark_after(self._last_tag, self._mark_mod, self._mark_res)
+            if t > 0x7FFFFFFF:
+                now += 1                    # this second's tags are used up: the next second
+                t = self._mark_res
+        else:
+            t = self._mark_res
+        self._last_time = now
+        self._last_tag = <int>t
+        return now
+
+    cdef bint _foreign_position(self, Channel ch, since_time, int since_tag) except -1:
+        """With a position mark: True when (since_time, since_tag) is not a position this
+        node can have given out (its tag is not one of this node's, nor just before one): a
+        resume from another node.  The channel's position then moves past it (the gap signal
+        is dated there) and the node's next messages come after it."""
+        cdef int64_t t, tag, now
+        if self._mark_mod == 0 or since_time is None or since_tag < 0:
+            return False
+        tag = since_tag % self._mark_mod
+        if tag == self._mark_res or tag == self._mark_res - 1:
+            return False
+        t = since_time
+        now = max(<int64_t>time(NULL), self._last_time)
+        if t < now:
+            t = now
+        if t == self._last_time and self._last_tag > since_tag:
+            tag = self._last_tag
+        elif t == since_time:
+            tag = since_tag
+        else:
+            tag = -1
+        # the gap's tag: just before a tag of this node's (res - 1), after both positions
+        tag = _mark_after(tag, self._mark_mod, self._mark_res) - 1
+        if tag > 0x7FFFFFFF:
+            t += 1
+            tag = self._mark_res - 1
+        self._last_time = t
+        self._last_tag = <int>tag
+        ch.last_time = t
+        ch.last_tag = <int>tag
+        return True
 
     cdef Py_ssize_t _emit(self, Channel ch, const unsigned char *data, Py_ssize_t n,
                           bint binary, int64_t id, int64_t t, int tag,
@@ -1734,6 +1799,75 @@ cdef class Hub:
                 "duplicates": self._bc.duplicates, "unknown": self._bc.unknown,
                 "malformed": self._bc.malformed, "held": self._bc.held, "gaps": self._bc.gaps}
 
+    # -- a broker without shared numbering (NATS: docs/deployment.md) -----------------------
+    #
+    # Every node numbers what it receives itself, in the order it arrives, like a local
+    # publish; positions (time, tag) are therefore this node's own, and carry its mark.
+
+    def set_position_mark(self, int modulus, int residue):
+        """Tags this node gives out are k * modulus + residue (0 < residue < modulus), and its
+        times never go back.  A resume from a (time, tag) whose tag is neither such a tag nor
+        one below it came from another node: it gets the gap signal and no stored message
+        (nothing here is known to follow it).  modulus 0: plain push-stream tags."""
+        if modulus < 0 or (modulus > 0 and not 0 < residue < modulus):
+            raise ValueError("the mark needs 0 < residue < modulus")
+        self._mark_mod = modulus
+        self._mark_res = residue if modulus else 0
+
+    def deliver_local(self, list items):
+        """Messages a broker without numbering brought, in arrival order: a flat list
+        [name, envelope, name, envelope, ...].  Each one is numbered here (the channel's next
+        id, this node's time and tag), stored and fanned out, in the core; returns
+        [(name, envelope)] of the control envelopes (a deletion), or None."""
+        cdef list report = None
+        cdef Py_ssize_t i, n = len(items)
+        cdef Channel ch
+        cdef Envelope e
+        cdef bytes env
+        cdef int64_t now
+        if n % 2:
+            raise ValueError("deliver_local takes name, envelope pairs")
+        for i in range(0, n, 2):
+            env = <bytes>items[i + 1]
+            self._bc.received += 1
+            ch = self._reg.channels.get(items[i])
+            if ch is None:
+                self._bc.unknown += 1
+                continue
+            if envelope_parse(<const unsigned char *>PyBytes_AS_STRING(env),
+                              PyBytes_GET_SIZE(env), &e) != 0:
+                self._bc.malformed += 1
+                continue
+            if e.flags & ENV_DELETED:
+                self._bc.held += 1
+                if report is None:
+                    report = []
+                report.append((items[i], env))
+                continue
+            now = self._next_position()
+            self._bc.delivered += 1
+            self._emit(ch, e.data, e.len, e.flags & ENV_BINARY, ch.last_id + 1, now,
+                       self._last_tag, e.eid, e.eid_len, e.etype, e.etype_len, 0)
+        return report
+
+    def mark_gap(self, str name, bint signal=True):
+        """What was published to the channel until now may not have reached this node (it
+        just started receiving it, or its broker connection was down): a replay from a
+        position before now reports the gap; signal: the gap signal (id -4) goes to the
+        channel's subscribers now too."""
+        cdef Channel ch = self._reg.channels.get(name)
+        cdef Envelope e
+        if ch is None:
+            return
+        memset(&e, 0, sizeof(Envelope))
+        e.time = self._next_position()
+        e.tag = self._last_tag
+        if signal:
+            self._signal_gap(ch, &e)
+            ch.last_time = e.time
+            ch.last_tag = e.tag - 1
+        self._mark_unseen(ch, max(ch.last_id, 1), e.time, e.tag - 1)
+
     cdef void _mark_unseen(self, Channel ch, int64_t id, int64_t t, int tag) noexcept:
         """Messages up to `id` exist but were never here: a replay from before it reports the
         gap (history.pyx's lost marks)."""
@@ -1877,6 +2011,8 @@ cdef class Hub:
         cdef bint gap = False
         if ch is None:
             return since_id is not None and since_id > 0 or event_id is not None
+        if last == 0 and since_id is None and self._foreign_position(ch, since_time, since_tag):
+            return True
         if not _replay_start(ch, last, since_id, since_time, since_tag, event_id, &s, &gap):
             return False
         return s != NULL or gap
@@ -1893,8 +2029,12 @@ cdef class Hub:
         cdef bint gap = False
         cdef Frame *f
         out = []
-        if ch is None or not _replay_start(ch, last, since_id, since_time, since_tag, event_id,
-                                           &s, &gap):
+        if ch is None:
+            return out
+        if last == 0 and since_id is None and self._foreign_position(ch, since_time, since_tag):
+            s = NULL
+            gap = True
+        elif not _replay_start(ch, last, since_id, since_time, since_tag, event_id, &s, &gap):
             return out
         if gap and gap_text is not None:
             _gap_record(ch, s, gap_text, &g)

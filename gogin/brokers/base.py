@@ -5,7 +5,9 @@ history and the fanout.  A broker decides where a publish goes and where a node'
 from:
 - ``memory``: the publish goes straight into this node's hub (no other node exists);
 - ``redis``: the publish goes to Redis, which numbers and stores it; every node subscribed to
-  the channel receives it back and hands it to its hub with the id Redis gave it.
+  the channel receives it back and hands it to its hub with the id Redis gave it;
+- ``nats``: the publish goes to a core NATS subject; every node holding the channel receives it
+  back and numbers it itself (history and resume per node).
 
 The publish of a shared broker completes later (an awaitable) and may fail with
 BrokerUnavailable: the publisher then answers 503, never 200 for a message nobody stored.
@@ -41,7 +43,7 @@ def report_failure(fut, on_error) -> None:
 
 
 class Broker(Protocol):
-    name: str                # "memory", "redis"
+    name: str                # "memory", "redis", "nats"
     shared: bool             # False: this node alone (several workers need a shared broker)
 
     async def start(self) -> None:

@@ -325,7 +325,7 @@ def run_cli(*args, env=None, timeout=30):
 
 
 MEMORY_REFUSAL = ('server.workers: --workers 2 needs a shared broker: broker.type is "memory" '
-                  '(set broker.type = "redis")')
+                  '(set broker.type = "redis" or "nats")')
 
 
 @pytest.mark.parametrize("how", ["flag", "env", "file", "check-config"])
