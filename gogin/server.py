@@ -24,8 +24,6 @@ SWEEP_INTERVAL = 5.0        # seconds between sweeps of inactive channels
 CORS_REQUEST_HEADERS = ("If-Modified-Since, If-None-Match, Last-Event-ID, Event-Id, Event-Type, "
                         "Content-Type, X-Api-Key, Authorization")
 CORS_EXPOSE_HEADERS = "Last-Modified, Etag, X-Gogin-Explain"
-ROUTES_MAX = 10_000         # request paths whose location is remembered (then forgotten at once)
-_NO_ROUTE = object()
 
 
 class ListenError(OSError):
@@ -81,7 +79,6 @@ class Server:
         self._origins = set(origins)
         self._sweeper: Optional[asyncio.Task] = None
         self.trimmer = Trimmer()            # memory back to the kernel after a crowd left
-        self._routes: dict = {}             # request path -> its location (or None)
         self._publish_routes()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -327,16 +324,11 @@ class Server:
     # -- hub callbacks -----------------------------------------------------------------------
 
     def _route(self, path: str):
-        """The first location matching path, remembered per path (the locations are fixed
-        while the server runs): a dict lookup instead of a scan for every request."""
-        loc = self._routes.get(path, _NO_ROUTE)
-        if loc is not _NO_ROUTE:
-            return loc
-        loc = self._scan_routes(path)
-        if len(self._routes) >= ROUTES_MAX:
-            self._routes.clear()
-        self._routes[path] = loc
-        return loc
+        # A scan of the ordered locations (the core's publish routes are a dict of exact
+        # paths).  A per-path cache of this result was tried: with it, tests/cluster/
+        # test_redis_restart.py::test_restart_with_aof_loses_nothing left pipelined publishes
+        # unanswered (3 of 3 runs), without it the test passes; not understood yet.
+        return self._scan_routes(path)
 
     def _scan_routes(self, path: str):
         for loc in self.locations:
