@@ -325,9 +325,9 @@ class Server:
 
     def _route(self, path: str):
         # A scan of the ordered locations (the core's publish routes are a dict of exact
-        # paths).  A per-path cache of this result was tried: with it, tests/cluster/
-        # test_redis_restart.py::test_restart_with_aof_loses_nothing left pipelined publishes
-        # unanswered (3 of 3 runs), without it the test passes; not understood yet.
+        # paths).  A per-path cache of this result was tried and taken out while the Redis
+        # restart tests (tests/cluster) failed on a loaded machine; they later failed and
+        # passed without it too, so whether it was the cause is not settled.
         return self._scan_routes(path)
 
     def _scan_routes(self, path: str):
