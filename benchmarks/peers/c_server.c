@@ -5,7 +5,7 @@
  * corking), a queue only when a send is partial.  Surface, as the other peers:
  *   GET  /sub/<ch>   WebSocket subscriber: every published message as one Text frame
  *   GET  /pub/<ch>   WebSocket publisher of one channel (each message is published)
- *   GET  /pub        multi-channel JSON publisher WebSocket: {"id": ch|[ch..], "text": s} or
+ *   GET  /pub[/]     multi-channel JSON publisher WebSocket: {"id": ch|[ch..], "text": s} or
  *                    an array of them, published in order (invalid input: {"error", "index"})
  *   POST /pub/<ch>   HTTP/1.1 keep-alive (pipelined) publish; answers 200, Content-Length 0
  * Build: cc -O2 -o c_server c_server.c -lcrypto      Run: c_server PORT
@@ -197,6 +197,7 @@ static const char *header(const char *head, size_t n, const char *name, size_t *
 static int json_string(const char **p, const char *end, char *out, size_t *olen, size_t cap) {
     const char *s = *p;
     size_t o = 0;
+    int bad = 0;                          /* a lone surrogate: not text (reported at the end) */
     if (s >= end || *s != '"') return -1;
     for (s++; s < end && *s != '"'; s++) {
         char ch = *s;
@@ -212,7 +213,18 @@ static int json_string(const char **p, const char *end, char *out, size_t *olen,
                 if (end - s < 5) return -1;
                 unsigned v = (unsigned)strtoul((char[5]){s[1], s[2], s[3], s[4], 0}, NULL, 16);
                 s += 4;
-                if (o + 3 >= cap) return -1;
+                if (o + 4 >= cap) return -1;
+                if (v >= 0xD800 && v < 0xE000) {        /* a surrogate: only a pair is text */
+                    unsigned lo = 0;
+                    if (v < 0xDC00 && end - s >= 7 && s[1] == '\\' && s[2] == 'u')
+                        lo = (unsigned)strtoul((char[5]){s[3], s[4], s[5], s[6], 0}, NULL, 16);
+                    if (lo < 0xDC00 || lo >= 0xE000) { bad = 1; continue; }
+                    s += 6;
+                    v = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00);
+                    out[o++] = (char)(0xF0 | v >> 18); out[o++] = (char)(0x80 | (v >> 12 & 63));
+                    out[o++] = (char)(0x80 | (v >> 6 & 63)); out[o++] = (char)(0x80 | (v & 63));
+                    continue;
+                }
                 if (v < 0x80) out[o++] = (char)v;
                 else if (v < 0x800) { out[o++] = (char)(0xC0 | v >> 6); out[o++] = (char)(0x80 | (v & 63)); }
                 else { out[o++] = (char)(0xE0 | v >> 12); out[o++] = (char)(0x80 | (v >> 6 & 63));
@@ -228,7 +240,7 @@ static int json_string(const char **p, const char *end, char *out, size_t *olen,
     if (s >= end) return -1;
     *p = s + 1;
     *olen = o;
-    return 0;
+    return bad ? -2 : 0;
 }
 
 static void skip_ws(const char **p, const char *end) {
@@ -245,7 +257,7 @@ static void json_error(int fd, const char *err, int index) {
 static int json_item(int fd, const char **p, const char *end, int index) {
     static char key[64], text[1 << 20], ids[64][256];
     size_t kl, tl = 0, il[64];
-    int nids = 0, has_text = 0;
+    int nids = 0, has_text = 0, unicode_err = 0;
     skip_ws(p, end);
     if (*p >= end || **p != '{') { json_error(fd, "each message is a JSON object", index); return -1; }
     (*p)++;
@@ -273,7 +285,9 @@ static int json_item(int fd, const char **p, const char *end, int index) {
                 nids = 1;
             }
         } else if (kl == 4 && memcmp(key, "text", 4) == 0) {
-            if (json_string(p, end, text, &tl, sizeof text) < 0) goto bad;
+            int r = json_string(p, end, text, &tl, sizeof text);
+            if (r == -2) unicode_err = 1;
+            else if (r < 0) goto bad;
             has_text = 1;
         } else {
             if (json_string(p, end, text, &tl, sizeof text) < 0) goto bad;
@@ -284,6 +298,7 @@ static int json_item(int fd, const char **p, const char *end, int index) {
     }
     if (!nids) { json_error(fd, "id must be a channel id or a list of them", index); return 0; }
     if (!has_text || !tl) { json_error(fd, "text must be a non-empty string", index); return 0; }
+    if (unicode_err) { json_error(fd, "text is not valid Unicode", index); return 0; }
     for (int i = 0; i < nids; i++) publish(chan_get(ids[i], il[i], 0), text, tl);
     return 0;
 bad:
@@ -370,7 +385,7 @@ static size_t feed_http(int fd) {
             } else if (plen > 5 && memcmp(path, "/pub/", 5) == 0) {
                 c->kind = K_PUB;
                 c->chan = chan_get(path + 5, plen - 5, 1);
-            } else if (plen == 4 && memcmp(path, "/pub", 4) == 0) {
+            } else if ((plen == 4 || plen == 5) && memcmp(path, "/pub/", plen) == 0) {
                 c->kind = K_PUBJSON;
             } else { send_bytes(fd, NOTFOUND, sizeof NOTFOUND - 1); close_conn(fd); return used; }
             int n = snprintf(resp, sizeof resp, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
