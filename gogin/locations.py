@@ -101,13 +101,15 @@ class Location:
         """Non-public locations answer the allowed networks and, if set, the API key holders."""
         if self.cfg.public:
             return
-        peer = conn.peer
-        if peer is not None:
-            ip = ipaddress.ip_address(peer[0].split("%")[0])
-            if getattr(ip, "ipv4_mapped", None):
-                ip = ip.ipv4_mapped
-            if not any(ip in net for net in self.server.networks):
-                raise HttpError(403, "Address not allowed.")
+        if not conn.peer_allowed:       # decided once per connection: its peer never changes
+            peer = conn.peer
+            if peer is not None:
+                ip = ipaddress.ip_address(peer[0].split("%")[0])
+                if getattr(ip, "ipv4_mapped", None):
+                    ip = ip.ipv4_mapped
+                if not any(ip in net for net in self.server.networks):
+                    raise HttpError(403, "Address not allowed.")
+            conn.peer_allowed = True
         key = self.server.config.server.api_key
         if key:
             given = req.get("x-api-key") or ""
@@ -249,22 +251,24 @@ class PublisherLocation(Location):
             raise HttpError(413, "Message is too large.")
         if self.server.is_events_channel(names):
             raise HttpError(403, "Channel id not authorized for this method.")
-        binary = not is_text(body, req.get("content-type"))
+        # octet-stream is binary; anything else is text if UTF-8, decided in the core (publish)
+        binary = True if _octet_stream(req.get("content-type")) else None
         event_id, event_type = req.get("event-id"), req.get("event-type")
         err = event_field_error("Event-Id", event_id) or \
             event_field_error("Event-Type", event_type)
         if err:
             raise HttpError(400, err)
         if self.server.broker.shared:
+            binary = binary or not is_text(body, None)
             fut = self.server.broker.publish(names, body, event_id, event_type, binary)
             fut.add_done_callback(lambda f: self._published(conn, req, f))
             return
-        for n in names:
-            self.server.publish(n, body, event_id=event_id, event_type=event_type,
-                                binary=binary)
+        rows = self.server.publish_rows(names, body, event_id, event_type, binary)
         if not self.cfg.channel_info_on_publish:
             return self.server.respond(conn, 200, NO_CACHE)
-        self._info(conn, req, names)
+        fmt = stats.negotiate(req.get("accept"))
+        self.server.respond(conn, 200, [("Content-Type", fmt.content_type)] + NO_CACHE,
+                            stats.channels_info(self.server, fmt, [ch for ch, _, _ in rows]))
 
     def _published(self, conn, req, fut):
         """A shared broker numbered and stored the message (or did not: 503); only now 200."""
@@ -409,9 +413,7 @@ class PublisherLocation(Location):
             self.server.broker.publish_nowait(names, payload, event_id, event_type, False,
                                               lambda e: _send_error(conn, e, index))
             return None
-        for n in names:
-            self.server.publish(n, payload, event_id=event_id, event_type=event_type,
-                                binary=False)
+        self.server.publish_rows(names, payload, event_id, event_type, False)
         return None
 
 
@@ -426,6 +428,11 @@ async def broker_answer(server, conn, awaitable):
             server.error(conn, HttpError(503, "Broker unavailable."))
         return None
     return None if conn.closed else result
+
+
+def _octet_stream(content_type: Optional[str]) -> bool:
+    return bool(content_type) and \
+        content_type.split(";")[0].strip().lower() == "application/octet-stream"
 
 
 def _send_error(conn, text: str, index: int) -> None:

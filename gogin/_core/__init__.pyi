@@ -40,6 +40,8 @@ class Connection:
 
     data: Any
     """The Python layer's per-connection state."""
+    peer_allowed: bool
+    """Its address passed the allowed networks (decided once per connection by Python)."""
     @property
     def id(self) -> int:
         """Unique per hub, never reused."""
@@ -166,10 +168,30 @@ class Hub:
     def adopt_pending(self, fd: int, keep_alive: bool = True) -> Connection:
         """adopt() straight into the pending state, as if a request had been read."""
     # publishing, channels, history
-    def publish(self, channel: str, payload: _Payload, event_id: _EventField | None = None,
-                event_type: _EventField | None = None, binary: bool = False) -> int:
-        """Publish one message to every subscriber of `channel`; returns how many connections
-        it was queued to (the policy of the fanout path is in the compiled docstring)."""
+    @overload
+    def publish(self, channels: str, payload: _Payload, event_id: _EventField | None = None,
+                event_type: _EventField | None = None, binary: bool | None = None,
+                create: bool = False) -> int: ...
+    @overload
+    def publish(self, channels: list[str] | tuple[str, ...], payload: _Payload,
+                event_id: _EventField | None = None, event_type: _EventField | None = None,
+                binary: bool | None = None,
+                create: bool = False) -> list[tuple[Channel | None, int, bool]]: ...
+    def publish(self, channels: Any, payload: _Payload, event_id: _EventField | None = None,
+                event_type: _EventField | None = None, binary: bool | None = None,
+                create: bool = False) -> Any:
+        """Publish one message to one channel (returns the connections it was queued to) or to
+        several in one call (returns (Channel, queued, created) per name); create: make a
+        missing channel; binary None: text if the payload is UTF-8 (checked in the core)."""
+    def publish_route(self, path: str, *, public: bool = False, api_key: str | None = None,
+                      info: bool = True, events_channel: str | None = None,
+                      max_channel_id_length: int = 1024, max_message_size: int = 1048576,
+                      cors: bool = False) -> None:
+        """Let the core answer the common publish to `path` (exact match) itself."""
+    def clear_publish_routes(self) -> None: ...
+    @property
+    def publish_routes(self) -> dict[str, int]:
+        """path -> requests the core answered there."""
     def channel(self, name: str) -> Channel | None:
         """The Channel object (subscribers, published, last_id, ...) or None."""
     def channel_names(self) -> list[str]: ...

@@ -224,6 +224,45 @@ cdef Frame *_render_stored(Channel ch, Stored *s, Format fmt) except NULL:
     return f
 
 
+# The publisher fast path's answers: the same bytes build_head() and Connection.respond() give
+# the Python publisher location (gogin/locations.py) for a 200.
+cdef bytes PUB_NO_CACHE = (b"Cache-Control: no-cache, no-store, must-revalidate\r\n"
+                           b"Expires: Thu, 01 Jan 1970 00:00:01 GMT\r\n")
+# push-stream's Accept subtypes in the module's order (gogin/stats.py FORMATS): the first one a
+# part after a '/' starts with wins; JSON when none does
+PUB_SUBTYPES = ("plain", "json", "yaml", "xml", "x-json", "x-yaml")
+PUB_JSON_TYPES = {"json": b"application/json", "x-json": b"text/x-json"}
+PUB_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:~@/")
+
+
+@cython.final
+cdef class PublishRoute:
+    """One publisher location the core answers itself in the common case (Hub.publish_route)."""
+    cdef bint public                 # no network / API key check
+    cdef bytes api_key               # UTF-8, or None: no key
+    cdef bint info                   # answer with the channel's info (else an empty 200)
+    cdef str events_channel          # never published here; a new channel needs Python's event
+    cdef Py_ssize_t max_id_len
+    cdef Py_ssize_t max_message_size
+    cdef bint cors                   # allowed origins configured: a request with Origin goes
+                                     # to Python (its CORS headers)
+    cdef readonly int64_t answered   # requests the core answered on this route
+
+
+cdef inline bint _same_secret(bytes a, bytes b):
+    # constant time in the length of b (hmac.compare_digest's promise for equal lengths)
+    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(b)
+    cdef const unsigned char *x = <const unsigned char *>PyBytes_AS_STRING(a)
+    cdef const unsigned char *y = <const unsigned char *>PyBytes_AS_STRING(b)
+    cdef unsigned char d = 0
+    if PyBytes_GET_SIZE(a) != n:
+        return False
+    for i in range(n):
+        d |= x[i] ^ y[i]
+    return d == 0
+
+
+
 @cython.final
 cdef class Connection:
     """A client connection, as Python sees it.  Methods act on it; the hub does the I/O."""
@@ -237,8 +276,11 @@ cdef class Connection:
     cdef char _addr[28]                 # peer sockaddr (in or in6), converted on demand
     cdef socklen_t _alen
     cdef Request _pending_request       # head read, body still arriving
+    cdef public bint peer_allowed       # its address passed the allowed networks (decided once
+                                        # per connection by Python; the publisher fast path)
 
     def __cinit__(self):
+        self.peer_allowed = False
         memset(&self.c, 0, sizeof(Conn))
         self.c.fd = -1
         self.c.state = CS_CLOSED
@@ -587,6 +629,7 @@ cdef class Hub:
     cdef int _mark_res
     cdef BrokerCounters _bc
     cdef bytes _gap_text            # the gap signal's text (id -4)
+    cdef dict _pub_routes           # request path -> PublishRoute (the publisher fast path)
     # limits (readonly for Python; set once in __init__)
     cdef readonly Py_ssize_t max_connections
     cdef readonly Py_ssize_t max_head_size
@@ -614,6 +657,7 @@ cdef class Hub:
         fanout_init(&self._fs)
         memset(&self._bc, 0, sizeof(BrokerCounters))
         self._gap_text = b"Messages were lost."
+        self._pub_routes = {}
         history_init(&self._hist)
 
     def __init__(self, on_request=None, on_message=None, on_close=None, *,
@@ -1238,7 +1282,6 @@ cdef class Hub:
         self._wheel_set(c, 0)           # Python's decision has its own timeouts
         self.requests += 1
         conn._head_only = req.method == "HEAD"
-        req.peer = conn.peer
         cb = self.on_request
         if cb is None:
             self._error_response(c, 503, "No request handler.")
@@ -1248,12 +1291,165 @@ cdef class Hub:
             # would be answered 200 and reach no one; refuse every request instead
             self._error_response(c, 503, "Server is shutting down.")
             return
+        if self._pub_routes:
+            try:
+                if self._fast_publish(c, conn, req):
+                    return
+            except Exception:
+                log.exception("publisher fast path failed")
+                if c.state == CS_PENDING:
+                    self._error_response(c, 500, "Internal error.")
+                return
+        req.peer = conn.peer            # after the fast path: it never needs the text form
         try:
             cb(conn, req)
         except Exception:
             log.exception("on_request callback failed")
             if c.state == CS_PENDING:
                 self._error_response(c, 500, "Internal error.")
+
+    # -- the publisher fast path ----------------------------------------------------------------
+    #
+    # The common publish (POST/PUT to a publisher location, from an allowed peer, with the API
+    # key, to plain channel ids, answered with one channel's JSON info or an empty 200) is
+    # answered here without calling Python.  Anything else - an error, a header or query that
+    # needs Python's rules, a new channel while the events channel is on, several channels with
+    # the info answer, another Accept format - goes to on_request unchanged: the fast path
+    # decides before it changes anything, and it answers only what Python would answer the same.
+
+    def publish_route(self, str path, *, bint public=False, api_key=None, bint info=True,
+                      events_channel=None, Py_ssize_t max_channel_id_length=1024,
+                      Py_ssize_t max_message_size=1 << 20, bint cors=False):
+        """Let the core answer the common publish to `path` (exact match) itself."""
+        cdef PublishRoute r = PublishRoute.__new__(PublishRoute)
+        r.public = public
+        r.api_key = api_key.encode("utf-8") if api_key else None
+        r.info = info
+        r.events_channel = events_channel or None
+        r.max_id_len = max_channel_id_length
+        r.max_message_size = max_message_size
+        r.cors = cors
+        r.answered = 0
+        self._pub_routes[path] = r
+
+    def clear_publish_routes(self):
+        self._pub_routes.clear()
+
+    @property
+    def publish_routes(self):
+        """path -> requests the core answered there."""
+        return {k: (<PublishRoute>v).answered for k, v in self._pub_routes.items()}
+
+    cdef bint _fast_publish(self, Conn *c, Connection conn, Request req) except -1:
+        cdef PublishRoute r = self._pub_routes.get(req.path)
+        cdef str k, v, given = None, auth = None, ctype = None, accept = None, ids, name
+        cdef bytes body, head, answer
+        cdef list names
+        cdef Channel ch
+        cdef bint binary, keep
+        cdef Py_ssize_t n
+        cdef str subtype
+        if r is None:
+            return False
+        if req.method != "POST" and req.method != "PUT":
+            return False
+        if not r.public and not conn.peer_allowed:
+            return False
+        for k, v in req.headers:
+            if k == "x-api-key":
+                if given is None:
+                    given = v
+            elif k == "authorization":
+                if auth is None:
+                    auth = v
+            elif k == "content-type":
+                if ctype is None:
+                    ctype = v
+            elif k == "accept":
+                if accept is None:
+                    accept = v
+            elif k == "upgrade" or k == "sec-websocket-key" or k == "event-id" \
+                    or k == "event-type":
+                return False
+            elif k == "connection":
+                if "upgrade" in v.lower():
+                    return False
+            elif k == "origin":
+                if r.cors:
+                    return False
+        if r.api_key is not None:
+            if not given and auth is not None and auth.lower().startswith("bearer "):
+                given = auth[7:].strip()
+            if not _same_secret((given or "").encode("utf-8"), r.api_key):
+                return False
+        # the query: exactly id=<ids> in plain characters (no escapes: nothing to decode)
+        ids = req.query
+        if not ids.startswith("id=") or len(ids) == 3:
+            return False
+        ids = ids[3:]
+        for k in ids:
+            if k not in PUB_ID_CHARS:
+                return False
+        names = []
+        for name in ids.split("/"):
+            if not name or name in names:
+                continue
+            if len(name) > r.max_id_len or name == "ALL" or name == "." or name == "..":
+                return False
+            names.append(name)
+        if not names or (r.info and len(names) > 1):
+            return False
+        body = req.body
+        n = PyBytes_GET_SIZE(body)
+        if n == 0 or n > r.max_message_size:
+            return False
+        if r.events_channel is not None:
+            for name in names:
+                if name == r.events_channel or name not in self._reg.channels:
+                    return False
+        subtype = "json"
+        if r.info and accept:
+            subtype = None
+            for k in accept.split("/")[1:]:
+                for v in PUB_SUBTYPES:
+                    if k.startswith(v):
+                        subtype = v
+                        break
+                if subtype is not None:
+                    break
+            if subtype is None:
+                subtype = "json"
+            if subtype not in PUB_JSON_TYPES:
+                return False
+        if ctype is not None and ctype.split(";")[0].strip().lower() == \
+                "application/octet-stream":
+            binary = True
+        else:
+            binary = not utf8_valid(<const unsigned char *>PyBytes_AS_STRING(body), n)
+        # decided: publish, then answer as Connection.respond would
+        for name in names:
+            ch = self._reg.get_or_create(name)
+            ch.persistent = True
+            self._publish_c(name, <const unsigned char *>PyBytes_AS_STRING(body), n, binary,
+                            None, None)
+        r.answered += 1
+        keep = bool(c.flags & CF_KEEPALIVE) and not self._closing
+        if r.info:
+            answer = (b'{"channel": "%s", "published_messages": %d, "stored_messages": %d, '
+                      b'"subscribers": %d}\r\n' % (ch.name_json, ch.published, ch.hist.count,
+                                                  ch.subscribers))
+            head = (b"HTTP/1.1 200 OK\r\nContent-Type: " + <bytes>PUB_JSON_TYPES[subtype]
+                    + b"\r\n" + PUB_NO_CACHE + b"Content-Length: %d\r\n" % len(answer))
+        else:
+            answer = b""
+            head = b"HTTP/1.1 200 OK\r\n" + PUB_NO_CACHE + b"Content-Length: 0\r\n"
+        head += b"\r\n" if keep else b"Connection: close\r\n\r\n"
+        self._send_bytes(c, head + answer)
+        if keep:
+            self._to_head(c)
+        else:
+            self._begin_close(c)
+        return True
 
     cdef void _error_response(self, Conn *c, int status, str explain):
         """Answer a bad request with its status and explain header, then close: after a
@@ -1490,9 +1686,19 @@ cdef class Hub:
             self._settle_channel(<Channel>ch)
         return self._reg.subscribe(&conn.c.subs, <void *>&conn.c, channel, fmt.index) != NULL
 
-    def publish(self, str channel, payload, event_id=None, event_type=None, bint binary=False):
-        """Publish one message to every subscriber of `channel`; returns how many connections
-        it was queued to (0 when the channel has no subscribers; nothing is stored here).
+    def publish(self, channels, payload, event_id=None, event_type=None, binary=None,
+                bint create=False):
+        """Publish one message to one channel (a str) or to several (a list or tuple, in
+        order, duplicates included); one call for all of them.
+
+        A str returns how many connections it was queued to (0 when the channel has no
+        subscribers).  A list or tuple returns one ``(channel, queued, created)`` per name:
+        the Channel (None if it does not exist and create is false), the connections queued to,
+        and whether this call created it.  create: a channel that does not exist is created
+        (persistent, as ensure_channel) and numbered from 1; without it such a channel is
+        skipped (counted in published, nothing stored).
+        binary None: the payload goes out as text if it is valid UTF-8 (checked here, in C),
+        else as binary (a text frame must be UTF-8, RFC 6455 §5.6).
 
         Policy of the fanout path:
         - The message is rendered once per wire format present among the subscribers (one
@@ -1518,12 +1724,44 @@ cdef class Hub:
         - A long-poll subscriber takes the first message and its subscription ends.
         """
         cdef bytes data
+        cdef const unsigned char *p
+        cdef Py_ssize_t n, queued
+        cdef bint is_binary
+        cdef Channel ch
+        cdef bint created
+        cdef list out
         if isinstance(payload, str):
             data = (<str>payload).encode("utf-8")
+        elif type(payload) is bytes:
+            data = <bytes>payload
         else:
             data = bytes(payload)
-        return self._publish_c(channel, <const unsigned char *>PyBytes_AS_STRING(data), len(data),
-                               binary, event_id, event_type)
+        p = <const unsigned char *>PyBytes_AS_STRING(data)
+        n = PyBytes_GET_SIZE(data)
+        if binary is None:
+            is_binary = not utf8_valid(p, n)
+        else:
+            is_binary = bool(binary)
+        if isinstance(channels, str):
+            if create:
+                self._reg.get_or_create(<str>channels).persistent = True
+            return self._publish_c(<str>channels, p, n, is_binary, event_id, event_type)
+        if not isinstance(channels, (list, tuple)):
+            raise TypeError("channels must be a str, or a list or tuple of str")
+        out = []
+        for name in channels:
+            if not isinstance(name, str):
+                raise TypeError("channel names must be str")
+            ch = self._reg.channels.get(name)
+            created = False
+            if ch is None and create:
+                ch = self._reg.get_or_create(<str>name)
+                created = True
+            if ch is not None and create:
+                ch.persistent = True
+            queued = self._publish_c(<str>name, p, n, is_binary, event_id, event_type)
+            out.append((ch, queued, created))
+        return out
 
     cdef Py_ssize_t _publish_c(self, str channel, const unsigned char *data, Py_ssize_t n,
                                bint binary, event_id, event_type) except -1:

@@ -17,7 +17,8 @@ core with ``taskset -c CPU``, and exposes the same surface as the gogin target:
   ``pub(channel)``.
 
 Peers (``PEERS``): ``websockets`` (``broadcast()``), ``picows`` (naive send loop),
-``nchan`` (nginx + Nchan, one worker) and ``node-ws`` (Node.js ``ws``, naive send loop).  The
+``nchan`` (nginx + Nchan, one worker), ``node-ws`` (Node.js ``ws``, naive send loop) and
+``c-server`` (a C reference: epoll, one send per delivery, HTTP keep-alive POST publishing).  The
 server programs live in ``benchmarks/peers/`` of a source checkout (override with the
 ``GOGIN_BENCH_PEERS_DIR`` environment variable).
 
@@ -52,7 +53,7 @@ from pathlib import Path
 HOST = "127.0.0.1"
 
 __all__ = ["PEERS", "Peer", "WebsocketsPeer", "PicowsPeer", "NchanPeer", "NodeWsPeer",
-           "peers_dir"]
+           "CServerPeer", "peers_dir"]
 
 
 def peers_dir() -> Path:
@@ -491,9 +492,55 @@ class NodeWsPeer(Peer):
                 "--host", self.host, "--port", str(self.port)]
 
 
+class CServerPeer(Peer):
+    """A reference server in C (``benchmarks/peers/c_server.c``): epoll, one thread, one
+    ``send()`` per delivery (no corking), HTTP/1.1 keep-alive POST publishing
+    (``POST /pub/<ch>`` answered ``200`` with no body) and the multi-channel JSON publisher
+    WebSocket.  Built with the system C compiler on first use (needs OpenSSL's libcrypto for
+    the handshake's SHA-1), into ``build/`` next to the source."""
+
+    name = "c-server"
+    pub_mode = "http"
+    source = "c_server.c"
+    _checked: tuple[bool, str] | None = None
+
+    @classmethod
+    def binary(cls) -> Path:
+        return peers_dir() / "build" / "c_server"
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        if cls._checked is not None:
+            return cls._checked
+        src, out = peers_dir() / cls.source, cls.binary()
+        if not src.is_file():
+            return False, f"{src} not found (needs a gogin source checkout)"
+        cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+        if cc is None:
+            return False, "no C compiler (cc) to build the c-server peer"
+        if not out.is_file() or out.stat().st_mtime < src.stat().st_mtime:
+            out.parent.mkdir(exist_ok=True)
+            try:
+                r = _run([cc, "-O2", "-o", str(out), str(src), "-lcrypto"], timeout=120)
+            except (OSError, subprocess.SubprocessError) as e:
+                return False, f"building {src} failed: {e}"
+            if r.returncode != 0:
+                return False, f"building {src} failed: {(r.stderr or r.stdout).strip()[-500:]}"
+        cls._checked = (True, "")
+        return cls._checked
+
+    @classmethod
+    def version(cls) -> str:
+        return "c_server.c (epoll, one send per delivery)"
+
+    def _command(self, tmpdir: Path) -> list[str]:
+        return [str(self.binary()), str(self.port)]
+
+
 PEERS: dict[str, type[Peer]] = {
     "websockets": WebsocketsPeer,
     "picows": PicowsPeer,
     "nchan": NchanPeer,
     "node-ws": NodeWsPeer,
+    "c-server": CServerPeer,
 }
