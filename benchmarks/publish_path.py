@@ -16,7 +16,6 @@ import io
 import os
 import pstats
 import socket
-import subprocess
 import sys
 import time
 
