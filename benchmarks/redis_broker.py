@@ -255,7 +255,8 @@ def fanout(p: Procs) -> dict:
     node_a = p.start_node(a.redis_cpu, bench=True)
     common = ["--scenario", "fanout", "--subscribers", str(a.subscribers), "--channels", "1",
               "--sweep", a.sweep, "--duration", "5", "--size", str(a.size),
-              "--client-cpu", str(a.redis_cpu), "--progress", "off"]
+              "--client-cpu", str(a.redis_cpu), "--progress", "off",
+              "--pub-connections", "4", "--pub-window", "64"]
     out = {}
     for name, extra in (
             ("cross_node", ["--target", f"http://127.0.0.1:{p.node_port}/bws/{{channel}}",
@@ -265,7 +266,15 @@ def fanout(p: Procs) -> dict:
         js = p.tmp / f"{name}.json"
         subprocess.run([sys.executable, "-m", "gogin.bench.cli", *common, *extra, "--json",
                         str(js)], cwd=ROOT, check=False, stdout=subprocess.DEVNULL)
-        out[name] = json.loads(js.read_text()) if js.exists() else None
+        steps = [json.loads(line) for line in js.read_text().splitlines() if line.strip()] \
+            if js.exists() else []
+        passed = [st for st in steps if st.get("pass")]
+        best = max(passed, key=lambda st: st["delivered_per_s"]) if passed else None
+        out[name] = {"best": {k: best.get(k) for k in (
+            "rate_target", "publishes_per_s", "delivered_per_s", "loss", "p99_ms",
+            "client_cpu_pct", "server_cpu_pct")} if best else None,
+            "steps": [(st["rate_target"], round(st["delivered_per_s"]), st["pass"])
+                      for st in steps]}
     return {"benchmark": "fanout", **out}
 
 
