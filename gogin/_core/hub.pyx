@@ -1918,13 +1918,8 @@ cdef class Hub:
             except UnicodeDecodeError:
                 self._bc.malformed += 1
                 continue
-            ch = self._reg.channels.get(name)
+            ch = self._received(name, env, &e)
             if ch is None:
-                self._bc.unknown += 1
-                continue
-            if envelope_parse(<const unsigned char *>PyBytes_AS_STRING(env),
-                              PyBytes_GET_SIZE(env), &e) != 0:
-                self._bc.malformed += 1
                 continue
             if e.flags & ENV_DELETED:
                 pass
@@ -1946,6 +1941,19 @@ cdef class Hub:
                 report = []
             report.append((name, env))
         return report
+
+    cdef inline Channel _received(self, str name, bytes env, Envelope *e):
+        """The channel a received envelope is for, with the envelope parsed into e; None (and
+        counted) for a channel this node no longer holds or bytes that are no envelope."""
+        cdef Channel ch = self._reg.channels.get(name)
+        if ch is None:
+            self._bc.unknown += 1
+            return None
+        if envelope_parse(<const unsigned char *>PyBytes_AS_STRING(env),
+                          PyBytes_GET_SIZE(env), e) != 0:
+            self._bc.malformed += 1
+            return None
+        return ch
 
     def deliver_fill(self, str name, list envelopes):
         """A channel's stored messages read from the broker (oldest first), then the live ones
@@ -2068,13 +2076,8 @@ cdef class Hub:
         for i in range(0, n, 2):
             env = <bytes>items[i + 1]
             self._bc.received += 1
-            ch = self._reg.channels.get(items[i])
+            ch = self._received(<str>items[i], env, &e)
             if ch is None:
-                self._bc.unknown += 1
-                continue
-            if envelope_parse(<const unsigned char *>PyBytes_AS_STRING(env),
-                              PyBytes_GET_SIZE(env), &e) != 0:
-                self._bc.malformed += 1
                 continue
             if e.flags & ENV_DELETED:
                 self._bc.held += 1
