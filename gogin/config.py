@@ -147,7 +147,7 @@ class Nats(_Section):
     ingest_subject_prefix: str = "notify."       # "subject": channel = subject minus this
     ingest_durable: str = ""                     # JetStream durable pull consumer; "": core NATS
     ingest_stream: str = ""                      # the stream holding ingest_subject (JetStream)
-    ingest_batch: int = 256                      # messages per JetStream fetch
+    ingest_batch: int = 1024                     # messages per JetStream pull request
     ingest_ack_wait: float = 30.0                # AckWait of a consumer gogin creates
     ingest_replay: int = 10000                   # at start: the stream's last N messages stored
     ingest_required: bool = True                 # NATS down at start: refuse to start

@@ -40,7 +40,9 @@ import time
 from typing import Optional
 
 import msgspec
+from nats.aio.msg import Msg
 
+from gogin.natstap import TapClient, backoff
 from gogin.publish import HttpError, check_channel_id, event_field_error, is_text
 
 log = logging.getLogger("gogin.ingest")
@@ -49,7 +51,7 @@ REJECT_KINDS = ("bad_json", "no_channel", "forbidden_channel", "bad_channel", "t
                 "empty", "bad_event_field")
 PULL_EXPIRES = 5.0           # seconds a JetStream pull request waits for messages
 PULL_DEPTH = 2               # pull requests outstanding
-SETUP_RETRY_MAX = 10.0       # cap of the wait between attempts to set the consumer up
+SETUP_RETRY_MAX = 10.0       # cap of the wait between reconnects / consumer set-ups
 CHECKED_IDS_MAX = 4096       # channel ids remembered as valid (cleared when full)
 RUNS_MAX = 8192              # runs of published stream sequences remembered (oldest dropped)
 STOP_WAIT = 2.0              # seconds a stop waits for publishes under way
@@ -123,6 +125,8 @@ class Ingest:
         self._nc = None
         self._js = None
         self._pull_sub = None
+        self._rx: list = []                  # the consumer's messages of this read, raw
+        self._draining = False
         self._consumer_lost = False
         self._set_up = False                 # the consumer was set up once (replay done)
         self._in_flight: collections.deque = collections.deque()   # (reply, seq, future)
@@ -222,7 +226,9 @@ class Ingest:
     def _options(self) -> dict:
         c = self.cfg
         opts = dict(servers=[u.strip() for u in c.url.split(",")],
-                    connect_timeout=c.connect_timeout, reconnect_time_wait=c.reconnect_time_wait,
+                    connect_timeout=c.connect_timeout,
+                    reconnect_to_server_handler=backoff(
+                        c.reconnect_time_wait, max(SETUP_RETRY_MAX, c.reconnect_time_wait)),
                     max_reconnect_attempts=-1, allow_reconnect=True, name="gogin-ingest",
                     error_cb=self._on_error, disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected, closed_cb=self._on_closed,
@@ -243,14 +249,15 @@ class Ingest:
         return opts
 
     async def _connect_and_setup(self):
-        import nats
         where = shown_servers(self.cfg.url)
         if self._nc is None:
             opts = self._options()
             # nats-py retries a first connect forever when reconnects are unlimited: bound it
             budget = self.cfg.connect_timeout * len(opts["servers"]) + 1.0
             try:
-                self._nc = await asyncio.wait_for(nats.connect(**opts), budget)
+                nc = TapClient()
+                await asyncio.wait_for(nc.connect(**opts), budget)
+                self._nc = nc
             except asyncio.TimeoutError:
                 raise IngestError(f"cannot connect to NATS at {where}: no server answered "
                                   f"within {budget:.1f} s") from None
@@ -270,7 +277,7 @@ class Ingest:
             raise IngestError(f"NATS at {where}: cannot read {self.cfg.ingest_subject!r}: "
                               f"{_describe(e)}") from None
 
-    # -- NATS connection events (nats-py reconnects by itself, with reconnect_time_wait) ----
+    # -- NATS connection events (nats-py reconnects by itself, backing off: natstap) --------
 
     async def _on_error(self, e):
         self._log_once(("error", type(e).__name__),
@@ -387,9 +394,10 @@ class Ingest:
                  time.monotonic() - t0)
 
     # The pull loop: nats-py's fetch() waits for each message with its own timer (a task per
-    # message); instead the consumer's inbox is a plain subscription whose callback handles
-    # each message, and pull requests (batch of ingest_batch, expiring after PULL_EXPIRES)
-    # are kept two deep, so the next batch is on its way while one is handled.
+    # message); instead the consumer's inbox is a tapped subscription (gogin.natstap): what a
+    # socket read brought is handled in one step, and its acknowledgements go out as one write.
+    # Pull requests (batch of ingest_batch, expiring after PULL_EXPIRES) are kept two deep, so
+    # the next batch is on its way while one is handled.
 
     async def _pull_start(self):
         c = self.cfg
@@ -399,9 +407,9 @@ class Ingest:
                                                "expires": int(PULL_EXPIRES * 1e9)})
         self._requests: collections.deque = collections.deque()   # messages each may bring
         self._last_rx = time.monotonic()
-        self._pull_sub = await self._nc.subscribe(
-            self._inbox, cb=self._on_pull_msg, pending_msgs_limit=1 << 20,
-            pending_bytes_limit=1 << 30)
+        self._rx = []
+        self._pull_sub = await self._nc.subscribe(self._inbox)
+        self._nc.taps[self._pull_sub._id] = (Ingest._take_pull, self)
         await self._refill()
 
     async def _refill(self):
@@ -455,58 +463,89 @@ class Ingest:
                     continue
             await self._refill()
 
-    async def _on_pull_msg(self, m):
+    def _take_pull(self, subject, reply, data, headers):
+        """The tap of the consumer's inbox: one message, raw; handled with the rest of its read."""
+        self._rx.append((subject, reply, data, headers))
+        if not self._draining:
+            self._draining = True
+            asyncio.ensure_future(self._drain_pull())
+
+    async def _drain_pull(self):
+        try:
+            while self._rx:
+                batch, self._rx = self._rx, []
+                await self._handle_batch(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:                # a bug must not stop ingest: log it, go on
+            log.exception("NATS ingest: handling fetched messages failed: %s", _describe(e))
+        finally:
+            self._draining = False
+
+    async def _handle_batch(self, batch):
         self._last_rx = time.monotonic()
         requests = self._requests
-        if not m.reply:                    # a status of a pull request (ADR-13)
-            status = m.headers.get("Status") if m.headers else None
-            if status == "100":            # idle heartbeat
-                return
+        acks: list = []                       # reply subjects (bytes) to acknowledge
+        terms: list = []                      # ... to terminate (rejected)
+        refill = False
+        for subject, reply, data, headers in batch:
+            if not reply:                     # a status of a pull request (ADR-13)
+                status = headers.get("Status") if headers else None
+                if status == "100":           # idle heartbeat
+                    continue
+                if requests:
+                    requests.popleft()        # 408: expired (the oldest one), 409: ended
+                if status in ("408", "404"):
+                    refill = True
+                else:                         # 409 consumer deleted, ...: the watchdog decides
+                    self._log_once(("pull", status), "NATS ingest: pull request ended: %s %s",
+                                   status, headers.get("Description", "") if headers else "")
+                    if status == "409" and "deleted" in str(headers).lower():
+                        self._consumer_lost = True
+                continue
             if requests:
-                requests.popleft()         # 408: expired (the oldest one), 409: ended
-            if status in ("408", "404"):
-                await self._refill()
-            else:                          # 409 consumer deleted, ...: the watchdog decides
-                self._log_once(("pull", status), "NATS ingest: pull request ended: %s %s",
-                               status, m.headers.get("Description", "") if m.headers else "")
-                if status == "409" and "deleted" in str(m.headers).lower():
-                    self._consumer_lost = True
-            return
-        if requests:
-            requests[0] -= 1
-            if requests[0] <= 0:
-                requests.popleft()
-        await self._handle_one(m)
-        if len(requests) < PULL_DEPTH:
+                requests[0] -= 1
+                if requests[0] <= 0:
+                    requests.popleft()
+            tokens = reply.split(b".")
+            if len(tokens) == 9:              # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>...
+                delivered, seq = int(tokens[4]), int(tokens[5])
+            else:                             # with a domain and account hash: nats-py reads it
+                md = Msg(self._nc, subject.decode(), reply.decode(), data, headers).metadata
+                delivered, seq = md.num_delivered, md.sequence.stream
+            if delivered > 1:
+                self.redelivered += 1
+                if self._was_published(seq):
+                    self.duplicates += 1
+                    acks.append(reply)
+                    continue
+            try:
+                r = self._publish_nats(subject.decode(), data, headers, seq)
+            except Rejected as e:
+                self._reject(e)
+                terms.append(reply)
+                continue
+            if r is not None:                 # a shared broker's publish: acked once it is done
+                await self._in_flight_add(reply.decode(), seq, r)
+                continue
+            self.ingested += 1
+            self._note_published(seq)
+            acks.append(reply)
+        await self._answer(acks, ACK)
+        await self._answer(terms, TERM)
+        if refill or len(requests) < PULL_DEPTH:
             await self._refill()
 
-    async def _handle_one(self, m):
-        pub = self._nc.publish
-        reply = m.reply
-        tokens = reply.split(".")
-        if len(tokens) == 9:               # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>...
-            delivered, seq = int(tokens[4]), int(tokens[5])
-        else:
-            md = m.metadata
-            delivered, seq = md.num_delivered, md.sequence.stream
-        if delivered > 1:
-            self.redelivered += 1
-            if self._was_published(seq):
-                self.duplicates += 1
-                await pub(reply, ACK)
-                return
-        try:
-            r = self._publish_nats(m.subject, m.data, m.headers, seq)
-        except Rejected as e:
-            self._reject(e)
-            await pub(reply, TERM)
-            return
-        if r is not None:                  # a shared broker's publish: acked once it is done
-            await self._in_flight_add(reply, seq, r)
-            return
-        self.ingested += 1
-        self._note_published(seq)
-        await pub(reply, ACK)
+    async def _answer(self, replies: list, what: bytes):
+        """Acknowledge (or terminate) messages: one PUB each to its reply subject, written
+        together (nats-py's publish() would validate and frame each on its own)."""
+        nc = self._nc
+        if not replies or nc is None or not nc.is_connected:
+            return                            # not sent: JetStream delivers them again
+        sep = b" %d\r\n%s\r\nPUB " % (len(what), what)
+        await nc._send_command(b"PUB " + sep.join(replies) + sep[:-4])
+        if nc._flush_queue is not None and nc._flush_queue.empty():
+            await nc._flush_pending()
 
     # -- a shared broker's publishes: started in arrival order, awaited in that order by one
     #    task that acks each after it completed (the next ones are not held up meanwhile) -----

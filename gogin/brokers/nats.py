@@ -17,7 +17,8 @@ nodes through NATS).
   publish raises BrokerUnavailable at once (503): nothing is buffered for later.
 - Received messages are collected per socket read (nats-py's per-message Msg objects and
   per-subscription queues are bypassed) and handed to the core in one call.
-- nats-py reconnects (every ``min(1 s, reconnect_max_delay)``, with jitter) and resubscribes;
+- nats-py reconnects (backing off from 0.1 s, doubling with jitter up to
+  ``reconnect_max_delay``: gogin.natstap.backoff) and resubscribes;
   what other nodes published meanwhile did not reach this node: each held channel's
   subscribers get the gap signal once the connection is back.
 """
@@ -30,11 +31,11 @@ import random
 import struct
 from typing import Optional
 
-from nats.aio.client import Client as _NatsClient
 from nats.errors import Error as _NatsError
 
 from gogin.auth import safe_url
 from gogin.brokers.base import BrokerUnavailable, PublishResult, report_failure
+from gogin.natstap import TapClient, backoff
 
 log = logging.getLogger("gogin.broker")
 
@@ -43,6 +44,7 @@ ENV_HEAD = struct.Struct(">BBHHHQQQI")   # the envelope header (gogin/_core/enve
 ENV_DELETED = 2                  # envelope flag: the channel was deleted
 REDIS_DEFAULT_URL = "redis://127.0.0.1:6379/0"   # broker.url's default, meant for Redis
 NATS_DEFAULT_URL = "nats://127.0.0.1:4222"        # ... what type = "nats" takes instead
+RECONNECT_FIRST = 0.1            # s: the first reconnect wait, doubling up to reconnect_max_delay
 _SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
@@ -61,20 +63,6 @@ def envelope(payload: bytes, eid: bytes, etype: bytes, flags: int) -> bytes:
     return ENV_HEAD.pack(1, flags, len(eid), len(etype), 0, 0, 1, 0, 0) + eid + etype + payload
 
 
-class _Client(_NatsClient):
-    """nats-py's client, with the broker's subscriptions taken before nats-py builds a Msg
-    and queues it for a per-subscription task: their messages are collected per read."""
-
-    gogin_sids: Optional[dict] = None    # sid -> channel id (the broker's)
-    gogin_take = None
-
-    async def _process_msg(self, sid, subject, reply, data, headers):
-        name = self.gogin_sids.get(sid)
-        if name is None:
-            return await super()._process_msg(sid, subject, reply, data, headers)
-        self.gogin_take(name, data)
-
-
 class NatsBroker:
     name = "nats"
     shared = True
@@ -86,12 +74,12 @@ class NatsBroker:
         url = self.cfg.url if self.cfg.url != REDIS_DEFAULT_URL else NATS_DEFAULT_URL
         self.servers = [u.strip() for u in url.split(",") if u.strip()]
         self.prefix = f"{self.cfg.key_prefix}.c."
-        self.nc: Optional[_Client] = None
+        self.nc: Optional[TapClient] = None
         self.closing = False
         self.up = False
         self._subs: dict = {}                 # channel id -> nats Subscription
         self._pending: dict = {}              # channel id -> future of its subscription
-        self._sids: dict = {}                 # sid -> channel id (shared with the client)
+        self._sids: dict = {}                 # sid -> (self._take, channel id): the client's taps
         self._batch: list = []                # [name, envelope, ...] of this loop turn
         self._batch_scheduled = False
         self._outbox: list = []               # [(subjects, envelopes, future or callback)]
@@ -109,9 +97,8 @@ class NatsBroker:
     async def start(self) -> None:
         self.hub.set_gap_text(b"Messages were lost.")
         self.hub.set_position_mark(MARK_MODULUS, self.residue)
-        nc = _Client()
-        nc.gogin_sids = self._sids
-        nc.gogin_take = self._take
+        nc = TapClient()
+        nc.taps = self._sids
         where = ", ".join(safe_url(u) for u in self.servers)
         cfg = self.cfg
         self._start_error = None
@@ -121,7 +108,7 @@ class NatsBroker:
             await asyncio.wait_for(nc.connect(
                 servers=self.servers, connect_timeout=cfg.connect_timeout,
                 allow_reconnect=True, max_reconnect_attempts=-1,
-                reconnect_time_wait=min(1.0, cfg.reconnect_max_delay),
+                reconnect_to_server_handler=backoff(RECONNECT_FIRST, cfg.reconnect_max_delay),
                 ping_interval=cfg.ping_interval, max_outstanding_pings=2,
                 error_cb=self._on_error, disconnected_cb=self._on_disconnected,
                 reconnected_cb=self._on_reconnected, name="gogin"), cfg.connect_timeout)
@@ -293,7 +280,7 @@ class NatsBroker:
 
     # -- receiving -----------------------------------------------------------------------------
 
-    def _take(self, name: str, data: bytes) -> None:
+    def _take(self, name: str, subject, reply, data: bytes, headers) -> None:
         self._batch.append(name)
         self._batch.append(data)
         if not self._batch_scheduled:
@@ -345,7 +332,7 @@ class NatsBroker:
                     self._unsubscribe(old)
                 sub = await nc.subscribe(self._subject(n))
                 self._subs[n] = sub
-                self._sids[sub._id] = n
+                self._sids[sub._id] = (self._take, n)
             if mine:
                 await nc.flush(timeout=self.cfg.connect_timeout)
         except (OSError, asyncio.TimeoutError, _NatsError) as e:
