@@ -356,6 +356,14 @@ class PublisherLocation(Location):
             items = None
         if items is not None:
             # fast path: every item is well formed; only the channel rules are left to check
+            if not self.server.broker.shared and not self.server.config.limits.events_channel_id:
+                # all of it in the core, one call for the frame (no channel_created events
+                # to interleave, no broker to hand each item to)
+                errors = self.server.hub.publish_items(items, self._checked_ids, self._new_id)
+                if errors:
+                    for i, err in errors:
+                        conn.send(json.dumps({"error": err, "index": i}))
+                return
             for i, item in enumerate(items):
                 err = self._publish_checked(item.id, item.text, item.event_id, item.event_type,
                                             i, conn)
@@ -373,6 +381,18 @@ class PublisherLocation(Location):
             err = self._publish_item(item, i, conn)
             if err:
                 conn.send(json.dumps({"error": err, "index": i}))
+
+    def _new_id(self, name: str) -> Optional[str]:
+        """A channel id not seen yet: why it cannot be published to, or None (remembered)."""
+        try:
+            check_channel_id(name, self.server.config.limits)
+        except HttpError as e:
+            return e.explain
+        known = self._checked_ids
+        if len(known) >= CHECKED_IDS_MAX:
+            known.clear()
+        known.add(name)
+        return None
 
     def _publish_item(self, item, index=0, conn=None) -> Optional[str]:
         if not isinstance(item, dict):
@@ -394,15 +414,11 @@ class PublisherLocation(Location):
         if err:
             return err
         known = self._checked_ids
-        try:
-            for n in names:
-                if n not in known:
-                    check_channel_id(n, self.server.config.limits)
-                    if len(known) >= CHECKED_IDS_MAX:
-                        known.clear()
-                    known.add(n)
-        except HttpError as e:
-            return e.explain
+        for n in names:
+            if n not in known:
+                err = self._new_id(n)
+                if err is not None:
+                    return err
         if self.server.is_events_channel(names):
             return "Channel id not authorized for this method."
         try:

@@ -183,6 +183,11 @@ class Hub:
         """Publish one message to one channel (returns the connections it was queued to) or to
         several in one call (returns (Channel, queued, created) per name); create: make a
         missing channel; binary None: text if the payload is UTF-8 (checked in the core)."""
+    def publish_items(self, items: list[Any], known: set[str],
+                      check_id: Callable[[str], str | None]) -> list[tuple[int, str]] | None:
+        """The publisher WebSocket's JSON items (id, text, event_id, event_type) published in
+        order in one call, as text, channels created on first publish; None, or the
+        (index, reason) of each item refused."""
     def publish_route(self, path: str, *, public: bool = False, api_key: str | None = None,
                       info: bool = True, events_channel: str | None = None,
                       max_channel_id_length: int = 1024, max_message_size: int = 1048576,

@@ -15,6 +15,9 @@ Conn pointers - have been drained.
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
+
+cdef extern from "Python.h":
+    const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport malloc, realloc, free
@@ -1762,6 +1765,85 @@ cdef class Hub:
             queued = self._publish_c(<str>name, p, n, is_binary, event_id, event_type)
             out.append((ch, queued, created))
         return out
+
+    def publish_items(self, list items, set known, check_id):
+        """The multi-channel publisher WebSocket's common case in one call: items are its
+        decoded JSON items (objects with ``id`` (a str or a list of str), ``text`` (str),
+        ``event_id`` and ``event_type`` (str or None): gogin's PublishItem), published in
+        order as text messages, each to its channels (a channel is created on its first
+        publish, as ``publish(..., create=True)``).
+
+        An item is refused, with the same reason and in the same order of checks as the
+        Python publisher location gives it: no channel ("id must be ..."), empty text, an
+        event field with CR or LF, a channel id ``check_id(name)`` refuses (called only for a
+        name not in ``known``: it returns None, having added the name to ``known``, or the
+        reason), the text not being valid Unicode.  The events channel is not checked here:
+        the caller takes this path only without one (its channel_created events go out
+        between the publishes).
+
+        Returns None when every item was published, else the list of (index, reason) of
+        those that were not."""
+        cdef Py_ssize_t i, j, k, plen
+        cdef object item, ids, text, eid, etype, err
+        cdef list names, errors = None
+        cdef str name
+        cdef const char *p = NULL
+        cdef Channel ch
+        for i in range(len(items)):
+            item = items[i]
+            ids = item.id
+            text = item.text
+            eid = item.event_id
+            etype = item.event_type
+            if type(ids) is str:
+                names = None
+                k = 1
+            elif type(ids) is list and len(<list>ids) > 0:
+                names = <list>ids
+                k = len(names)
+                for j in range(k):
+                    if type(names[j]) is not str:
+                        k = 0
+                        break
+            else:
+                k = 0
+            err = None
+            if k == 0:
+                err = "id must be a channel id or a list of them"
+            elif type(text) is not str or len(<str>text) == 0:
+                err = "text must be a non-empty string"
+            elif eid is not None and (type(eid) is not str or "\r" in eid or "\n" in eid):
+                err = ("event_id must be a string." if type(eid) is not str
+                       else "event_id must not contain CR or LF.")
+            elif etype is not None and (type(etype) is not str or "\r" in etype
+                                        or "\n" in etype):
+                err = ("event_type must be a string." if type(etype) is not str
+                       else "event_type must not contain CR or LF.")
+            else:
+                for j in range(k):
+                    name = <str>ids if names is None else <str>names[j]
+                    if name not in known:
+                        err = check_id(name)
+                        if err is not None:
+                            break
+            if err is None:
+                try:
+                    p = PyUnicode_AsUTF8AndSize(text, &plen)
+                except UnicodeEncodeError:       # a lone surrogate escape ("\ud800")
+                    err = "text is not valid Unicode"
+            if err is not None:
+                if errors is None:
+                    errors = []
+                errors.append((i, err))
+                continue
+            for j in range(k):
+                name = <str>ids if names is None else <str>names[j]
+                ch = self._reg.channels.get(name)
+                if ch is None:
+                    ch = self._reg.get_or_create(name)
+                ch.persistent = True
+                self._publish_c(name, <const unsigned char *>p, plen, False, eid, etype)
+        return errors
 
     cdef Py_ssize_t _publish_c(self, str channel, const unsigned char *data, Py_ssize_t n,
                                bint binary, event_id, event_type) except -1:

@@ -190,3 +190,69 @@ async def test_multi_channel_json_publisher_websocket(shared_gogin, chan):
         assert json.loads(await recv(pub)) == {"error": "message is not JSON", "index": 0}
         await pub.send(json.dumps({"id": a, "text": "after errors"}))
         assert parse_default(await recv(sa))["text"] == "after errors"
+
+
+def test_publisher_websocket_items_same_answers_in_the_core_and_in_python():
+    """The publisher WebSocket's JSON items take the core's one call per frame
+    (Hub.publish_items) without an events channel, and the Python path with one (its
+    channel_created events go out between the publishes): both refuse the same items with the
+    same reasons and publish the same messages, in order."""
+    import json
+
+    from gogin._core import Opcode
+    from gogin.config import load
+    from gogin.server import Server
+
+    items = [
+        {"id": "a", "text": "one"},
+        {"id": ["a", "b", "a"], "text": "to three", "event_id": "e1", "event_type": "t"},
+        {"id": [], "text": "no channel"},
+        {"id": "a", "text": ""},
+        {"id": "a", "text": "x", "event_id": "bad\nid"},
+        {"id": "a", "text": "x", "event_type": "bad\rtype"},
+        {"id": ["a", "x" * 5000], "text": "too long an id"},
+        {"id": "ALL", "text": "forbidden"},
+        {"id": "a/b", "text": "slash"},
+        {"id": "c", "text": "\ud800 lone surrogate"},
+        {"id": "c", "text": "last ü"},
+        {"id": "", "text": "empty id"},
+    ]
+    frame = json.dumps(items).encode()
+
+    def run(events_channel: str):
+        cfg = load(env={}, overrides={
+            "limits": {"events_channel_id": events_channel},
+            "locations": [{"path": "/pub", "role": "publisher"}]})
+        server = Server(cfg)
+        loc = next(x for x in server.locations if type(x).__name__ == "PublisherLocation")
+
+        class Conn:                     # what on_message uses of a connection: send, data
+            data = None
+            closed = False
+            sent: list = []
+
+            def send(self, text):
+                self.sent.append(json.loads(text))
+
+        conn = Conn()
+        conn.sent = []
+        loc.on_message(conn, Opcode.TEXT, frame)
+        loc.on_message(conn, Opcode.TEXT, json.dumps(items[0]).encode())   # one object
+        stored = {}
+        for name in ("a", "b", "c"):
+            ch = server.hub.channel(name)
+            stored[name] = None if ch is None else (
+                ch.published, [(eid, text) for _, _, _, eid, text in server.hub.stored(name)])
+        return conn.sent, stored
+
+    core_errors, core_stored = run("")
+    py_errors, py_stored = run("events")
+    assert core_errors == py_errors
+    assert [e["index"] for e in core_errors] == [2, 3, 4, 5, 6, 7, 8, 9, 11]
+    assert core_errors[0]["error"] == "id must be a channel id or a list of them"
+    assert core_errors[4]["error"] == "Channel id is too large."
+    assert core_errors[7]["error"] == "text is not valid Unicode"
+    assert core_stored == py_stored
+    assert core_stored["a"][0] == 4        # one, twice "to three", one again
+    assert core_stored["c"][1] == [("", "last ü".encode())]
+    assert core_stored["b"][1] == [("e1", b"to three")]
