@@ -123,7 +123,8 @@ cdef class Format:
 
 
 cdef struct FanoutState:
-    Conn *dirty                # connections with bytes to flush this turn
+    Conn *dirty                # connections with bytes to flush, oldest first (FIFO: a
+    Conn *dirty_tail           # write pass cut short goes on where it stopped)
     Conn *post                 # connections to close (slow) or to finish (long-poll)
     Py_ssize_t max_backpressure
     bint drop_policy           # True: skip the message for a slow consumer; False: close it

@@ -493,8 +493,12 @@ cdef void fanout_init(FanoutState *st) noexcept nogil:
 cdef void mark_dirty(FanoutState *st, Conn *c) noexcept nogil:
     if not (c.flags & CF_DIRTY):
         c.flags |= CF_DIRTY
-        c.dnext = st.dirty
-        st.dirty = c
+        c.dnext = NULL
+        if st.dirty == NULL:
+            st.dirty = c
+        else:
+            st.dirty_tail.dnext = c
+        st.dirty_tail = c
 
 
 cdef void mark_post(FanoutState *st, Conn *c, unsigned int why) noexcept nogil:

@@ -76,6 +76,10 @@ cdef enum:
     PACE_MIN_NS = 200000       # a write pass cheaper than this (200 us) never delays the next
     PACE_BATCH = 16            # frames per sendmsg from which waiting gains nothing more
     PACE_MAX_NS = 5000000      # the longest pacing wait (5 ms): a bound on the added latency
+    WRITE_SLICE_NS = 2000000   # a turn's write pass stops after 2 ms and goes on next turn,
+                               # so a pass over 10,000 sockets does not leave the publisher
+                               # unread for its whole length
+    WRITE_SLICE_CHECK = 32     # connections written between two looks at the clock
 
 
 class CoreError(Exception):
@@ -877,7 +881,10 @@ cdef class Hub:
     cdef void _schedule_turn(self):
         if not self._turn_scheduled and self._loop is not None:
             self._turn_scheduled = True
-            self._loop.call_soon(self.flush)
+            self._loop.call_soon(self._loop_turn)
+
+    def _loop_turn(self):
+        self._turn(WRITE_SLICE_NS)
 
     # -- the event loop side -----------------------------------------------------------------
 
@@ -892,7 +899,7 @@ cdef class Hub:
                 self._on_event(&(<Connection>self._table[fd]).c, mask)
             elif fd in self._listeners:
                 self._accept(fd)
-        self.flush()
+        self._turn(WRITE_SLICE_NS)
         return n
 
     def flush(self):
@@ -901,7 +908,13 @@ cdef class Hub:
 
         Pacing: when the last write pass was expensive (many subscribers), the next one waits
         `flush_pacing` times as long, so the publishes arriving meanwhile leave together, in one
-        sendmsg per connection, instead of one each.  Light load is never delayed."""
+        sendmsg per connection, instead of one each.  Light load is never delayed.
+
+        Called here, the pass writes every dirty connection; in the loop's own turns it is
+        sliced (WRITE_SLICE_NS) and goes on in the next turn."""
+        self._turn(0)
+
+    cdef int _turn(self, int64_t slice_ns) except -1:
         cdef list closed
         cdef bint waiting = False
         self._turn_scheduled = False
@@ -915,7 +928,9 @@ cdef class Hub:
                 if self._pace_wait():
                     waiting = True
                 else:
-                    self._flush_dirty_timed()
+                    # sliced, unless closed connections wait to be released: they may be on
+                    # the dirty list, and they go only once it is empty
+                    self._flush_dirty_timed(slice_ns if not self._closed else 0)
             # closed connections may still be on the dirty list: they go once it is written
             if not self._closed or self._fs.dirty != NULL:
                 break
@@ -930,9 +945,10 @@ cdef class Hub:
                         log.exception("on_close callback failed")
             closed = None             # the Connection objects may go now: no list holds them
         if waiting:
-            return                    # the pacing timer runs the next turn
+            return 0                  # the pacing timer runs the next turn
         if self._resume != NULL or self._fs.post != NULL or self._fs.dirty != NULL or self._closed:
             self._schedule_turn()
+        return 0
 
     cdef bint _pace_wait(self):
         cdef int64_t now
@@ -948,14 +964,18 @@ cdef class Hub:
 
     def _on_pace(self):
         self._pace_handle = None
-        self.flush()
+        self._turn(WRITE_SLICE_NS)
 
-    cdef void _flush_dirty_timed(self):
+    cdef void _flush_dirty_timed(self, int64_t slice_ns):
         cdef int64_t t0 = _monotonic_ns()
         cdef int64_t cost
         cdef int64_t frames0 = self._fs.delivered_frames, writes0 = self._fs.writes
         cdef int64_t frames, writes
-        self._flush_dirty()
+        if not self._flush_dirty(t0, slice_ns):
+            # cut short: the rest goes on at once, next turn (after the sockets were read);
+            # pacing waits only after a whole pass
+            self._pace_until = 0
+            return
         cost = _monotonic_ns() - t0
         frames = self._fs.delivered_frames - frames0
         writes = self._fs.writes - writes0
@@ -969,11 +989,16 @@ cdef class Hub:
         else:
             self._pace_until = 0
 
-    cdef void _flush_dirty(self):
+    cdef bint _flush_dirty(self, int64_t t0=0, int64_t slice_ns=0):
+        """Write the dirty connections, oldest first.  With slice_ns, stop once that long has
+        passed since t0: the connections not written yet stay first on the dirty list (still
+        marked dirty), before any that became dirty meanwhile.  True: the list was done."""
         cdef Conn *c = self._fs.dirty
+        cdef Conn *last = self._fs.dirty_tail
         cdef Conn *nxt
-        cdef int r
+        cdef int k = 0
         self._fs.dirty = NULL
+        self._fs.dirty_tail = NULL
         while c != NULL:
             nxt = c.dnext
             c.dnext = NULL
@@ -981,6 +1006,16 @@ cdef class Hub:
             if c.state != CS_CLOSED and not (c.flags & CF_WRITE_ARMED):
                 self._write(c)
             c = nxt
+            k += 1
+            if slice_ns > 0 and c != NULL and k % WRITE_SLICE_CHECK == 0 and \
+                    _monotonic_ns() - t0 >= slice_ns:
+                # c..last were not written: put them back in front of what was added since
+                last.dnext = self._fs.dirty
+                if self._fs.dirty == NULL:
+                    self._fs.dirty_tail = last
+                self._fs.dirty = c
+                return False
+        return True
 
     cdef void _write(self, Conn *c):
         cdef int r = flush_conn(&self._fs, c)
