@@ -351,13 +351,13 @@ async def bench_target(a, spec: str, rates: list[float], prog: Progress) -> tupl
                                   name="gogin-bench-recv", daemon=True)
         thread.start()
         failing = 0
-        for i, rate in enumerate(rates):
+
+        async def step(i, rate, total):
             count = 1 if a.scenario == "capacity" else None
             if a.kill_subscribers and i == 0:
                 asyncio.get_running_loop().call_later(
                     a.duration / 2, client.kill, a.kill_subscribers)
-            row = await run_step(a, client, rate, pids, prog, i + 1, len(rates),
-                                 count=count)
+            row = await run_step(a, client, rate, pids, prog, i + 1, total, count=count)
             row.update({k: info[k] for k in ("target", "scenario", "subscribers", "channels",
                                              "size", "version", "duration", "server_cpu",
                                              "client_cpu", "subscribe")})
@@ -372,6 +372,10 @@ async def bench_target(a, spec: str, rates: list[float], prog: Progress) -> tupl
             if a.json:
                 with open(a.json, "a") as fh:
                     fh.write(json.dumps(row) + "\n")
+            return row
+
+        for i, rate in enumerate(rates):
+            row = await step(i, rate, len(rates))
             # a step that lost messages means the server (or the client) could not keep up:
             # higher rates only lose more
             failing = failing + 1 if (row["loss"] or row["publish_errors"]) else 0
@@ -379,6 +383,16 @@ async def bench_target(a, spec: str, rates: list[float], prog: Progress) -> tupl
                 print(f"  {spec}: {failing} step(s) in a row lost messages: higher rates "
                       f"skipped", file=sys.stderr)
                 break
+        # the fine sweep: halve the interval between the best pass and the first failure
+        # above it, --bisect times (the best sustained rate, not a step of the coarse list)
+        for j in range(a.bisect if a.scenario != "capacity" else 0):
+            b = bisect_step(rows)
+            if b is None:
+                break
+            lo, mid, hi = b
+            print(f"  {spec}: bisect {j + 1}/{a.bisect}: between {lo:,.0f} (pass) and "
+                  f"{hi:,.0f} (fail)", file=sys.stderr)
+            await step(len(rates) + j, mid, len(rates) + a.bisect)
     finally:
         prog.done()
         if client is not None:
@@ -388,6 +402,21 @@ async def bench_target(a, spec: str, rates: list[float], prog: Progress) -> tupl
             client.close()
         target.stop()
     return info, rows
+
+
+def bisect_step(rows: list):
+    """(pass, next rate, fail): the middle of the best passing rate and the lowest failing
+    rate above it, or None (nothing passed, nothing failed above, or no integer between)."""
+    passed = [r["rate_target"] for r in rows if r["pass"]]
+    if not passed:
+        return None
+    lo = max(passed)
+    above = [r["rate_target"] for r in rows if not r["pass"] and r["rate_target"] > lo]
+    if not above:
+        return None
+    hi = min(above)
+    mid = round((lo + hi) / 2)
+    return None if mid <= lo or mid >= hi else (lo, mid, hi)
 
 
 def summary_line(r: dict) -> str:
@@ -473,6 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", type=int, help="channels the subscribers spread over")
     p.add_argument("--rate", type=float, help="publishes/s (one step)")
     p.add_argument("--sweep", help="publish rates: A:B:STEPS (linear) or a list R1,R2,...")
+    p.add_argument("--bisect", type=int, default=0, metavar="N",
+                   help="after the sweep, N more steps halving the interval between the best "
+                        "passing rate and the first failing rate above it (a fine sweep)")
     p.add_argument("--stop-after", type=int, default=0, metavar="N",
                    help="end a target's sweep after N steps in a row that lost messages "
                         "(0: never)")

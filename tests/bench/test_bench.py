@@ -253,3 +253,18 @@ def test_reconnect_storm_script_small():
     caches = [line for line in lines if "token cache during it" in line]
     assert "0 hits, 200 misses" in caches[0], run.stdout        # cold: every token checked
     assert "200 hits, 0 misses" in caches[1], run.stdout        # warm: none checked again
+
+
+def test_bisect_step_halves_between_best_pass_and_first_fail_above():
+    from gogin.bench.cli import bisect_step
+
+    def rows(*steps):
+        return [{"rate_target": r, "pass": ok} for r, ok in steps]
+
+    assert bisect_step(rows((100, True), (200, True), (400, False), (800, False))) == \
+        (200, 300, 400)
+    # a pass above a failure (a noisy step): the best pass counts, the failure below it not
+    assert bisect_step(rows((100, False), (200, True), (300, False))) == (200, 250, 300)
+    assert bisect_step(rows((100, True), (200, True))) is None            # nothing failed
+    assert bisect_step(rows((100, False), (200, False))) is None          # nothing passed
+    assert bisect_step(rows((100, True), (101, False))) is None           # no rate between
