@@ -1,4 +1,4 @@
-# The fanout path: per-connection state (Conn), wire formats (Format: template applied once per
+# The fanout path: wire formats (Format: template applied once per
 # publish), the per-publish loop over subscribers and the corked writev flush.
 
 cimport cython
@@ -6,57 +6,8 @@ from libc.stdint cimport int64_t, uint64_t
 from posix.uio cimport iovec
 
 from gogin._core.buffers cimport Frame, OutQueue
-from gogin._core.frames cimport WsParser
+from gogin._core.connection cimport Conn
 from gogin._core.registry cimport Channel, Group, SubList
-
-cdef enum ConnState:
-    CS_HEAD = 1          # reading a request head (also: idle keep-alive)
-    CS_BODY = 2          # reading a request body of known length
-    CS_PENDING = 3       # request handed to Python; waiting for respond/upgrade/...
-    CS_WEBSOCKET = 4     # upgraded: frames in, frames out
-    CS_STREAM = 5        # EventSource / chunked stream response in progress
-    CS_LONGPOLL = 6      # long-poll held until a message or the timeout
-    CS_CLOSING = 7       # last bytes queued; then half-close and linger until EOF or timeout
-    CS_CLOSED = 8
-
-cdef enum ConnFlag:
-    CF_DIRTY = 1         # on the dirty list (has bytes to flush this turn)
-    CF_WRITE_ARMED = 2   # WRITABLE interest set: waiting for the socket to drain
-    CF_SLOW = 4          # over the backpressure budget: to be closed after this publish
-    CF_KEEPALIVE = 8     # the current request allows keep-alive
-    CF_READ_PAUSED = 16  # READABLE interest dropped (buffer limit while pending)
-    CF_POST = 32         # on the post-publish list (slow close or long-poll completion)
-    CF_SHUT_WR = 64      # write side shut down (lingering close)
-    CF_RESUME = 128      # on the resume list (pipelined bytes to parse)
-    CF_ONESHOT = 256     # long-poll: the first message ends the subscription
-    CF_DELIVERED = 512   # long-poll: got its message in this publish
-
-cdef struct Conn:
-    int fd
-    int state                  # ConnState
-    unsigned int flags         # ConnFlag bits
-    int interest               # selector mask currently registered
-    uint64_t id                # unique per hub, never reused
-    OutQueue out
-    unsigned char *rbuf        # bytes of an incomplete head/body or of pipelined requests
-    Py_ssize_t rlen
-    Py_ssize_t rcap
-    Py_ssize_t body_need       # body bytes still expected in CS_BODY
-    WsParser ws
-    SubList subs
-    int64_t deadline           # timing wheel: next tick this conn must be looked at (0 = none)
-    int64_t ttl_at             # tick at which the subscription ends (0 = never)
-    int64_t ping_at            # next ping tick (0 = no pings)
-    int64_t ping_every         # ping period in ticks
-    int wslot                  # wheel slot, -1 when not on the wheel
-    Conn *wnext
-    Conn *wprev
-    Conn *dnext                # dirty list
-    Conn *pnext                # post-publish list
-    Conn *rnext                # resume list
-    void *obj                  # the Connection object (borrowed; the hub's table owns it)
-    int fmt                    # format of the connection's subscriptions
-
 
 cdef enum FormatKind:
     FK_WEBSOCKET = 1     # WebSocket text frame of the rendered template; binary messages raw

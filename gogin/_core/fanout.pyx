@@ -16,6 +16,9 @@ from gogin._core.buffers cimport (
     Frame, frame_new, frame_from, frame_append, frame_incref, frame_decref,
     outq_push, outq_iov, outq_consume, outq_clear,
 )
+from gogin._core.connection cimport (
+    CS_WEBSOCKET, CS_STREAM, CS_LONGPOLL, CF_DIRTY, CF_SLOW, CF_POST, CF_ONESHOT, CF_DELIVERED,
+)
 from gogin._core.frames cimport ws_write_header, GG_WS_MAX_HEADER, PING, BINARY, TEXT
 from gogin._core.registry cimport Channel, Group, Sub, json_escape_into, json_escaped_size
 from gogin._core.deflate cimport pmd_frame, GG_PMD_MIN_BITS, GG_PMD_MAX_BITS

@@ -24,20 +24,26 @@ from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memset, memmove
 
 from gogin._core.buffers cimport Frame, frame_from, frame_decref, outq_init, outq_clear
-from gogin._core.fanout cimport (
-    Conn, ConnState, FanoutState, Format, Message, fanout_init, fanout_publish, fanout_settle,
-    conn_settle, fanout_discard, flush_conn, message_release,
-    mark_dirty, enqueue, enqueue_always, enqueue_control, drop_queue, ws_frame,
+from gogin._core.connection cimport (
+    Conn, ConnState, ConnConfig, ConnEvent,
+    conn_init, conn_release, conn_event_clear, conn_buffer, conn_consume, conn_http_next,
+    conn_expect_body, conn_dispatched, conn_upgrade, conn_ws_next, conn_close_frame, conn_open,
+    conn_to_head, conn_begin_close, conn_start_stream, conn_hold, conn_start_timers,
+    conn_deadline, conn_on_timer,
     CS_HEAD, CS_BODY, CS_PENDING, CS_WEBSOCKET, CS_STREAM, CS_LONGPOLL, CS_CLOSING, CS_CLOSED,
     CF_DIRTY, CF_WRITE_ARMED, CF_SLOW, CF_KEEPALIVE, CF_READ_PAUSED, CF_POST, CF_SHUT_WR,
-    CF_RESUME, CF_ONESHOT, CF_DELIVERED, FK_WEBSOCKET, FK_STREAM,
+    CF_RESUME, CF_ONESHOT, CF_DELIVERED,
+    CE_NONE, CE_REQUEST, CE_BODY_PENDING, CE_HTTP_ERROR, CE_WS_MESSAGE, CE_WS_PING,
+    CE_WS_CLOSE, CE_CLOSE, CE_PING, CE_TTL, CE_LONGPOLL_TIMEOUT,
 )
-from gogin._core.frames cimport (
-    WsParser, WsFrameEvent, ws_parser_init, ws_parser_free, ws_parser_feed,
-    WS_NONE, WS_MESSAGE, WS_PING, WS_PONG, WS_CLOSE, WS_ERROR, TEXT, BINARY, CLOSE, PONG,
-    utf8_valid,
+from gogin._core.fanout cimport (
+    FanoutState, Format, Message, fanout_init, fanout_publish, fanout_settle,
+    conn_settle, fanout_discard, flush_conn, message_release,
+    mark_dirty, enqueue, enqueue_always, enqueue_control, drop_queue, ws_frame,
+    FK_WEBSOCKET, FK_STREAM,
 )
-from gogin._core.deflate cimport pmd_inflate, pmd_counters
+from gogin._core.frames cimport TEXT, BINARY, CLOSE, utf8_valid
+from gogin._core.deflate cimport pmd_counters
 from gogin._core.history cimport (
     History, Stored, history_init, history_append, history_expire, history_clear, history_free,
     history_clear_channel,
@@ -282,27 +288,19 @@ cdef class Connection:
     cdef bint _head_only                # the pending request is HEAD: no body in the answer
     cdef char _addr[28]                 # peer sockaddr (in or in6), converted on demand
     cdef socklen_t _alen
-    cdef Request _pending_request       # head read, body still arriving
     cdef public bint peer_allowed       # its address passed the allowed networks (decided once
                                         # per connection by Python; the publisher fast path)
 
     def __cinit__(self):
         self.peer_allowed = False
-        memset(&self.c, 0, sizeof(Conn))
-        self.c.fd = -1
-        self.c.state = CS_CLOSED
-        self.c.wslot = -1
-        outq_init(&self.c.out)
-        sublist_init(&self.c.subs)
+        conn_init(&self.c)
         self._alen = 0
 
     def __dealloc__(self):
         # normally everything was released by Hub._close; this guards against a hub that died
-        free(self.c.rbuf)
-        self.c.rbuf = NULL
+        conn_release(&self.c)
         if self.c.out.items != NULL:
             outq_clear(&self.c.out)
-        ws_parser_free(&self.c.ws)
 
     @property
     def id(self):
@@ -406,9 +404,8 @@ cdef class Connection:
             hdrs.extend(NO_CACHE_HEADERS)
             hdrs.extend(headers)
             hub._send_bytes(&self.c, build_head(101, hdrs))
-        ws_parser_init(&self.c.ws, max_message_size if max_message_size > 0 else hub.max_message_size)
-        self.c.ws.deflate = deflate
-        self.c.state = CS_WEBSOCKET
+        conn_upgrade(&self.c, max_message_size if max_message_size > 0 else hub.max_message_size,
+                     deflate)
         self._publish_to = list(publish_to) if publish_to else None
         hub._subscribe_all(self, channels, fmt)
         hub._start_timers(&self.c, ping_interval, ttl)
@@ -425,7 +422,7 @@ cdef class Connection:
         if format is None or format.kind == FK_WEBSOCKET:
             raise CoreError("start_stream() needs a non-websocket format")
         hub._send_bytes(&self.c, head)
-        self.c.state = CS_STREAM
+        conn_start_stream(&self.c)
         self._footer = footer
         hub._subscribe_all(self, channels, format)
         hub._start_timers(&self.c, ping_interval, ttl)
@@ -448,8 +445,7 @@ cdef class Connection:
         # holds with a stream format); the batch of this turn, if any, is settled first
         hub._settle()
         format.held = True
-        self.c.state = CS_LONGPOLL
-        self.c.flags |= CF_ONESHOT
+        conn_hold(&self.c)
         self._timeout_response = timeout_response
         self._footer = footer
         hub._subscribe_all(self, channels, format)
@@ -635,6 +631,7 @@ cdef class Hub:
     cdef int _mark_mod              # set_position_mark: tags are k * mod + res (0: plain)
     cdef int _mark_res
     cdef BrokerCounters _bc
+    cdef ConnConfig _cc             # limits and timeouts (in ticks) of every connection
     cdef bytes _gap_text            # the gap signal's text (id -4)
     cdef dict _pub_routes           # request path -> PublishRoute (the publisher fast path)
     # limits (readonly for Python; set once in __init__)
@@ -716,6 +713,12 @@ cdef class Hub:
         self._fs.max_backpressure = max_backpressure
         self._fs.drop_policy = backpressure_policy == "drop"
         self._tick_ms = max(1, <int64_t>(tick * 1000))
+        self._cc.max_head_size = max_head_size
+        self._cc.max_headers = max_headers
+        self._cc.max_body_size = max_body_size
+        self._cc.header_ticks = self._ticks(header_timeout)
+        self._cc.keepalive_ticks = self._ticks(keepalive_timeout)
+        self._cc.linger_ticks = self._ticks(linger)
         self._epoch_ms = _monotonic_ms()
         self._tick_now = 0
         self._next_id = 1
@@ -1087,6 +1090,7 @@ cdef class Hub:
         cdef Connection conn = Connection.__new__(Connection)
         cdef PyObject **table
         cdef int newsize
+        cdef int64_t deadline
         if fd >= self._table_size:
             newsize = max(fd + 1, self._table_size * 2, 64)
             table = <PyObject **>realloc(self._table, newsize * sizeof(PyObject *))
@@ -1100,7 +1104,7 @@ cdef class Hub:
         conn.c.fd = fd
         conn.c.id = self._next_id
         self._next_id += 1
-        conn.c.state = CS_HEAD
+        deadline = conn_open(&conn.c, &self._cc, self._tick_now)
         conn.c.obj = <void *>conn
         conn.c.interest = GG_READABLE
         try:
@@ -1111,7 +1115,7 @@ cdef class Hub:
         Py_INCREF(conn)
         self._table[fd] = <PyObject *>conn
         self.connections += 1
-        self._wheel_set(&conn.c, self._tick_now + self._ticks(self.header_timeout))
+        self._wheel_set(&conn.c, deadline)
         return conn
 
     def adopt(self, int fd):
@@ -1126,7 +1130,7 @@ cdef class Hub:
         """adopt() straight into the pending state, as if a request had been read: lets a
         caller upgrade() or start_stream() a socket whose handshake happened elsewhere."""
         cdef Connection conn = self.adopt(fd)
-        conn.c.state = CS_PENDING
+        conn_dispatched(&conn.c)
         if keep_alive:
             conn.c.flags |= CF_KEEPALIVE
         self._wheel_set(&conn.c, 0)
@@ -1164,29 +1168,10 @@ cdef class Hub:
         # CS_STREAM, CS_CLOSING: a client has nothing to say there; bytes are dropped
 
     cdef int _stash(self, Conn *c, const unsigned char *data, Py_ssize_t n) except -1:
-        cdef unsigned char *p
-        cdef Py_ssize_t cap
-        if c.rlen + n > c.rcap:
-            cap = max(c.rlen + n, 2 * c.rcap, 1024)
-            p = <unsigned char *>realloc(c.rbuf, cap)
-            if p == NULL:
-                self._close(c, "out of memory")
-                return -1
-            c.rbuf = p
-            c.rcap = cap
-        memcpy(c.rbuf + c.rlen, data, n)
-        c.rlen += n
+        if conn_buffer(c, data, n) < 0:
+            self._close(c, "out of memory")
+            return -1
         return 0
-
-    cdef void _consume_rbuf(self, Conn *c, Py_ssize_t n):
-        if n >= c.rlen:
-            free(c.rbuf)           # idle connections keep no buffer
-            c.rbuf = NULL
-            c.rlen = 0
-            c.rcap = 0
-        else:
-            memmove(c.rbuf, c.rbuf + n, c.rlen - n)
-            c.rlen -= n
 
     cdef void _feed_http(self, Conn *c, const unsigned char *data, Py_ssize_t n):
         """Bytes in CS_HEAD/CS_BODY.  Parses straight from the read buffer when the whole
@@ -1200,7 +1185,7 @@ cdef class Hub:
             len_ = c.rlen
             used = self._parse_pipeline(c, buf, len_)
             if c.state != CS_CLOSED:
-                self._consume_rbuf(c, used)
+                conn_consume(c, used)
         else:
             used = self._parse_pipeline(c, data, n)
             if c.state != CS_CLOSED and c.state != CS_CLOSING and used < n:
@@ -1235,49 +1220,24 @@ cdef class Hub:
         return used
 
     cdef Py_ssize_t _parse_requests(self, Conn *c, const unsigned char *buf, Py_ssize_t n):
-        """Parse one request from buf (head + body); returns the bytes used.  Leaves the
-        connection pending (Python decides) or waiting for more bytes."""
-        cdef HeadResult res
-        cdef Request req
-        cdef Connection conn = <Connection>c.obj
-        cdef Py_ssize_t used = 0
-        if c.state == CS_BODY:
-            return 0 if n < c.body_need else self._complete_body(c, buf, n)
-        req = parse_head(buf, n, self.max_head_size, self.max_headers, &res)
-        if res.status != 0:
-            self._error_response(c, res.status, res.explain.decode("latin-1"))
-            return n
-        if req is None:
-            return 0                    # incomplete: wait (the header timeout is running)
-        used = res.consumed
-        if req.content_length > self.max_body_size:
-            self._error_response(c, 413, "Request body too large.")
-            return n
-        if req.keep_alive:
-            c.flags |= CF_KEEPALIVE
-        else:
-            c.flags &= ~CF_KEEPALIVE
-        if req.content_length > 0:
-            if n - used < req.content_length:
-                # The body would be held across reads: ask first whether this request may
-                # send one, and how large (its location and access check, in Python), so an
-                # unauthenticated client cannot make us hold max_body_size per connection.
-                if not self._admit_body(c, req):
-                    return n
-                c.state = CS_BODY
-                c.body_need = used + req.content_length
-                conn._pending_request = req
-                expect = req.get("expect")
-                if expect is not None and expect.lower() == "100-continue" and n == used:
-                    # RFC 9110 §10.1.1: the client waits for this before it sends the body
-                    self._send_bytes(c, b"HTTP/1.1 100 Continue\r\n\r\n")
-                return 0                # keep the head in the buffer until the body is complete
-            req.body = PyBytes_FromStringAndSize(<const char *>buf + used, req.content_length)
-            used += req.content_length
-        else:
-            req.body = b""
-        self._dispatch(c, req)
-        return used
+        """Parse one request from buf (head + body, connection.conn_http_next); returns the
+        bytes used.  Leaves the connection pending (Python decides) or waiting for more."""
+        cdef ConnEvent ev
+        cdef Request req = conn_http_next(c, &self._cc, buf, n, &ev)
+        if ev.kind == CE_REQUEST:
+            self._dispatch(c, req)
+            return ev.used
+        if ev.kind == CE_HTTP_ERROR:
+            self._error_response(c, ev.status, ev.explain.decode("latin-1"))
+            return ev.used
+        if ev.kind == CE_BODY_PENDING:
+            # ask first whether this request may send a body, and how large (in Python)
+            if not self._admit_body(c, req):
+                return n
+            conn_expect_body(c, req, ev.used, &ev)
+            if ev.out_len:
+                self._send_out(c, &ev)
+        return 0                        # incomplete, or the head kept until the body is complete
 
     cdef bint _admit_body(self, Conn *c, Request req):
         """on_body(conn, req) answers an int (the most body bytes this request may send) or
@@ -1303,20 +1263,8 @@ cdef class Hub:
             return False
         return True
 
-    cdef Py_ssize_t _complete_body(self, Conn *c, const unsigned char *buf, Py_ssize_t n):
-        cdef Connection conn = <Connection>c.obj
-        cdef Request req = conn._pending_request
-        cdef Py_ssize_t end = c.body_need          # _dispatch resets body_need: keep it
-        cdef Py_ssize_t start = end - req.content_length
-        conn._pending_request = None
-        req.body = PyBytes_FromStringAndSize(<const char *>buf + start, req.content_length)
-        self._dispatch(c, req)
-        return end
-
     cdef void _dispatch(self, Conn *c, Request req):
         cdef Connection conn = <Connection>c.obj
-        c.state = CS_PENDING
-        c.body_need = 0
         self._wheel_set(c, 0)           # Python's decision has its own timeouts
         self.requests += 1
         conn._head_only = req.method == "HEAD"
@@ -1497,43 +1445,21 @@ cdef class Hub:
         self._send_bytes(c, body)
         self._begin_close(c)
 
-    cdef bint _inflate(self, Conn *c, WsFrameEvent *ev, unsigned char **out):
-        """A compressed client message (RFC 7692 §6.2): ev points at its inflated bytes (*out,
-        freed by the caller) once they are checked; else the connection is closed."""
-        cdef Py_ssize_t n = 0
-        cdef int r = pmd_inflate(ev.data, ev.len, c.ws.max_message_size, out, &n)
-        if r == -1:
-            self._close_ws(c, 1009, b"message too big")
-        elif r == -2:
-            self._close_ws(c, 1007, b"invalid compressed data")
-        elif r < 0:
-            self._close_ws(c, 1011, b"out of memory")
-        elif ev.opcode == TEXT and not utf8_valid(out[0], n):
-            self._close_ws(c, 1007, b"invalid UTF-8")
-        else:
-            ev.data = out[0]
-            ev.len = n
-            return True
-        free(out[0])
-        out[0] = NULL
-        return False
-
     cdef void _feed_ws(self, Conn *c, const unsigned char *data, Py_ssize_t n):
-        cdef unsigned char *inflated = NULL
-        cdef Py_ssize_t pos = 0, used
-        cdef WsFrameEvent ev
+        """Frames in CS_WEBSOCKET: the machine (connection.conn_ws_next) gives one event at a
+        time; the hub publishes or calls Python, queues pongs and close replies."""
+        cdef Py_ssize_t pos = 0
+        cdef ConnEvent ev
         cdef int kind
         cdef Connection conn = <Connection>c.obj
         cdef Frame *f
+        ev.owned = NULL
         while pos < n and c.state == CS_WEBSOCKET:
-            used = 0
-            kind = ws_parser_feed(&c.ws, data + pos, n - pos, &used, &ev)
-            pos += used
-            if kind == WS_NONE:
+            kind = conn_ws_next(c, data + pos, n - pos, &ev)
+            pos += ev.used
+            if kind == CE_NONE:
                 break
-            if kind == WS_MESSAGE:
-                if ev.compressed and not self._inflate(c, &ev, &inflated):
-                    break                # closed: invalid or oversized compressed data
+            if kind == CE_WS_MESSAGE:
                 self.messages_in += 1
                 if conn._publish_to is not None:
                     # trusted publisher: the core publishes without calling Python
@@ -1546,14 +1472,12 @@ cdef class Hub:
                     except Exception:
                         log.exception("on_message callback failed")
                         self._close_ws(c, 1011, b"internal error")
-                free(inflated)
-                inflated = NULL
-            elif kind == WS_PING:
-                # RFC 6455 §5.5.2: answer with a pong carrying the same payload.  The pong
-                # counts against the backpressure budget like any frame: a client that pings
-                # and never reads would else make us queue pongs without end.  Under the drop
-                # policy it is skipped (§5.5.3: a pong may answer only the latest ping).
-                f = ws_frame(PONG, ev.data, ev.len)
+            elif kind == CE_WS_PING:
+                # The pong counts against the backpressure budget like any frame: a client
+                # that pings and never reads would else make us queue pongs without end.  Under
+                # the drop policy it is skipped (RFC 6455 §5.5.3: a pong may answer only the
+                # latest ping).
+                f = frame_from(ev.out, ev.out_len)
                 if f != NULL:
                     self._settle_conn(c)
                     if enqueue_control(&self._fs, c, f):
@@ -1561,13 +1485,10 @@ cdef class Hub:
                     frame_decref(f)
                     if self._fs.post != NULL:
                         self._process_post()     # closes it if it became a slow consumer
-            elif kind == WS_PONG:
-                pass
-            elif kind == WS_CLOSE:
-                # RFC 6455 §5.5.1: echo the code; 1005 (no code) is answered with an empty close
-                self._close_ws(c, 0 if ev.code == 1005 else ev.code, b"")
-            elif kind == WS_ERROR:
-                self._close_ws(c, ev.code, <bytes>ev.reason if ev.reason != NULL else b"")
+            elif kind == CE_WS_CLOSE:
+                # the client's close echoed, or a protocol error's close: the machine is closing
+                self._send_close(c, &ev)
+        conn_event_clear(&ev)
 
     cdef void _queue_resume(self, Conn *c):
         if c.rlen > 0 and not (c.flags & CF_RESUME):
@@ -1616,6 +1537,14 @@ cdef class Hub:
         frame_decref(f)
         self._schedule_turn()
 
+    cdef void _send_out(self, Conn *c, ConnEvent *ev):
+        """Queue the bytes the machine asks to send (ev.out)."""
+        cdef Frame *f = frame_from(ev.out, ev.out_len)
+        if f == NULL:
+            self._close(c, "out of memory")
+            return
+        self._queue_frame(c, f)
+
     cdef void _send_bytes(self, Conn *c, bytes data):
         cdef Frame *f = frame_from(<const unsigned char *>PyBytes_AS_STRING(data), len(data))
         if f == NULL:
@@ -1625,9 +1554,7 @@ cdef class Hub:
 
     cdef void _to_head(self, Conn *c):
         """Back to reading requests on a keep-alive connection."""
-        c.state = CS_HEAD
-        c.flags &= ~(CF_ONESHOT | CF_DELIVERED)
-        self._wheel_set(c, self._tick_now + self._ticks(self.keepalive_timeout))
+        self._wheel_set(c, conn_to_head(c, &self._cc, self._tick_now))
         self._queue_resume(c)
         if (c.flags & CF_READ_PAUSED) and c.rlen == 0 and not self._backlogged(c):
             c.flags &= ~CF_READ_PAUSED
@@ -1639,30 +1566,25 @@ cdef class Hub:
             return
         self._settle_conn(c)
         self._reg.unsubscribe_all(&c.subs)
-        c.state = CS_CLOSING
-        free(c.rbuf)
-        c.rbuf = NULL
-        c.rlen = c.rcap = 0
+        cdef int64_t at = conn_begin_close(c, &self._cc, self._tick_now)
         if c.flags & CF_READ_PAUSED:
             c.flags &= ~CF_READ_PAUSED
             self._interest(c, c.interest | GG_READABLE)
-        self._wheel_set(c, self._tick_now + self._ticks(self.linger))
+        self._wheel_set(c, at)
         mark_dirty(&self._fs, c)     # writes the rest, then shuts down the write side
         self._schedule_turn()
 
     cdef void _close_ws(self, Conn *c, int code, bytes reason):
-        cdef unsigned char payload[125]
-        cdef Py_ssize_t n = 0
-        cdef Frame *f
+        cdef ConnEvent ev
         if c.state != CS_WEBSOCKET:
             return
-        if code:
-            payload[0] = (code >> 8) & 0xff
-            payload[1] = code & 0xff
-            n = min(len(reason), 123)
-            memcpy(payload + 2, PyBytes_AS_STRING(reason), n)
-            n += 2
-        f = ws_frame(CLOSE, payload, n)
+        conn_close_frame(&ev, code, <const unsigned char *>PyBytes_AS_STRING(reason),
+                         PyBytes_GET_SIZE(reason))
+        self._send_close(c, &ev)
+
+    cdef void _send_close(self, Conn *c, ConnEvent *ev):
+        """Queue a close frame (ev.out) whatever the budget, then close after it."""
+        cdef Frame *f = frame_from(ev.out, ev.out_len)
         if f != NULL:
             self._settle_conn(c)
             enqueue_always(&self._fs, c, f)
@@ -1703,10 +1625,7 @@ cdef class Hub:
         self._sel_remove(c.fd)
         close(c.fd)
         drop_queue(&self._fs, c)
-        ws_parser_free(&c.ws)
-        free(c.rbuf)
-        c.rbuf = NULL
-        c.rlen = c.rcap = 0
+        conn_release(c)
         c.state = CS_CLOSED
 
     # -- subscriptions and publishing --------------------------------------------------------
@@ -2522,16 +2441,8 @@ cdef class Hub:
         self._wheel[slot] = c
 
     cdef void _start_timers(self, Conn *c, double ping_interval, double ttl):
-        c.ping_every = self._ticks(ping_interval)
-        c.ping_at = self._tick_now + c.ping_every if c.ping_every else 0
-        c.ttl_at = self._tick_now + self._ticks(ttl) if ttl > 0 else 0
-        self._rearm(c)
-
-    cdef void _rearm(self, Conn *c):
-        cdef int64_t at = c.ping_at
-        if c.ttl_at and (at == 0 or c.ttl_at < at):
-            at = c.ttl_at
-        self._wheel_set(c, at)
+        self._wheel_set(c, conn_start_timers(c, self._ticks(ping_interval),
+                                             self._ticks(ttl) if ttl > 0 else 0, self._tick_now))
 
     def _on_tick(self):
         self._tick_handle = None
@@ -2579,35 +2490,32 @@ cdef class Hub:
         self.flush()
 
     cdef void _on_deadline(self, Conn *c, int64_t now):
+        """A connection's deadline passed: the machine says what is due (conn_on_timer)."""
         cdef Connection conn = <Connection>c.obj
+        cdef ConnEvent ev
         cdef Frame *ping
-        if c.state == CS_HEAD or c.state == CS_BODY:
-            if c.rlen > 0 or c.state == CS_BODY:
-                self._error_response(c, 408, "Request header timeout.")   # slowloris
-            else:
-                self._close(c, "idle")
-        elif c.state == CS_CLOSING:
-            self._close(c, "linger timeout")
-        elif c.state == CS_LONGPOLL:
+        cdef int kind = conn_on_timer(c, now, &ev)
+        if kind == CE_HTTP_ERROR:
+            self._error_response(c, ev.status, ev.explain.decode("latin-1"))
+        elif kind == CE_CLOSE:
+            self._close(c, ev.explain.decode("latin-1"))
+        elif kind == CE_LONGPOLL_TIMEOUT:
             self._settle_conn(c)
             self._reg.unsubscribe_all(&c.subs)
             if conn._timeout_response:
                 self._send_bytes(c, conn._timeout_response)
             self._finish_longpoll(c)
+        elif kind == CE_TTL:
+            self._close_gracefully(conn, 1000, "connection ttl")
         elif c.state == CS_WEBSOCKET or c.state == CS_STREAM:
-            if c.ttl_at and c.ttl_at <= now:
-                self._close_gracefully(conn, 1000, "connection ttl")
-                return
-            if c.ping_at and c.ping_at <= now:
+            if kind == CE_PING:
                 ping = (<Format>self._formats[c.fmt]).ping_frame()
                 if c.state == CS_WEBSOCKET and ping == NULL:
                     ping = (<Format>self._formats[0]).ping_frame()
-                if ping != NULL and c.out.bytes == 0:
-                    # a connection still writing is alive enough; skip the ping then
+                if ping != NULL:
                     self._settle_conn(c)
                     enqueue_always(&self._fs, c, ping)
-                c.ping_at = now + c.ping_every
-            self._rearm(c)
+            self._wheel_set(c, conn_deadline(c))
 
     # -- shutdown ----------------------------------------------------------------------------
 
