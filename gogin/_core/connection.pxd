@@ -127,7 +127,8 @@ cdef void conn_expect_body(Conn *c, Request req, Py_ssize_t head_len, ConnEvent 
 # -- WebSocket (CS_WEBSOCKET) --
 cdef void conn_upgrade(Conn *c, Py_ssize_t max_message_size, bint deflate) noexcept nogil
 # The next event of data[0:n] (pongs are consumed here); ev.used = bytes consumed
-cdef int conn_ws_next(Conn *c, const unsigned char *data, Py_ssize_t n, ConnEvent *ev) noexcept nogil
+cdef int conn_ws_next(Conn *c, const unsigned char *data, Py_ssize_t n,
+                      ConnEvent *ev) noexcept nogil
 # A close frame of code (0: no code) and reason (cut to 123 bytes) into ev.out
 cdef void conn_close_frame(ConnEvent *ev, int code, const unsigned char *reason,
                            Py_ssize_t n) noexcept nogil

@@ -59,8 +59,9 @@ cdef void conn_release(Conn *c) noexcept:
 
 
 cdef void conn_event_clear(ConnEvent *ev) noexcept nogil:
-    free(ev.owned)
-    ev.owned = NULL
+    if ev.owned != NULL:
+        free(ev.owned)
+        ev.owned = NULL
     ev.kind = CE_NONE
     ev.used = 0
     ev.out_len = 0
@@ -98,7 +99,8 @@ cdef void conn_consume(Conn *c, Py_ssize_t n) noexcept nogil:
 
 # -- HTTP --------------------------------------------------------------------------------------
 
-cdef inline void _http_error(ConnEvent *ev, int status, const char *explain, Py_ssize_t n) noexcept nogil:
+cdef inline void _http_error(ConnEvent *ev, int status, const char *explain,
+                             Py_ssize_t n) noexcept nogil:
     # after a malformed head the position of the next request is unknown: the whole input is
     # consumed and the connection closes after the answer
     ev.kind = CE_HTTP_ERROR
@@ -259,12 +261,14 @@ cdef inline bint _inflate(Conn *c, ConnEvent *ev, WsFrameEvent *fe) noexcept nog
     return False
 
 
-cdef int conn_ws_next(Conn *c, const unsigned char *data, Py_ssize_t n, ConnEvent *ev) noexcept nogil:
+cdef int conn_ws_next(Conn *c, const unsigned char *data, Py_ssize_t n,
+                      ConnEvent *ev) noexcept nogil:
     cdef WsFrameEvent fe
     cdef Py_ssize_t used
     cdef int kind
-    free(ev.owned)
-    ev.owned = NULL
+    if ev.owned != NULL:             # the previous message's inflated bytes
+        free(ev.owned)
+        ev.owned = NULL
     ev.kind = CE_NONE
     ev.used = 0
     ev.out_len = 0
@@ -333,7 +337,8 @@ cdef int64_t conn_begin_close(Conn *c, const ConnConfig *cfg, int64_t now) noexc
     return now + cfg.linger_ticks
 
 
-cdef int64_t conn_start_timers(Conn *c, int64_t ping_every, int64_t ttl, int64_t now) noexcept nogil:
+cdef int64_t conn_start_timers(Conn *c, int64_t ping_every, int64_t ttl,
+                               int64_t now) noexcept nogil:
     c.ping_every = ping_every
     c.ping_at = now + ping_every if ping_every else 0
     c.ttl_at = now + ttl if ttl > 0 else 0

@@ -6,6 +6,11 @@ a complete request head (``on_request``), a complete client message (``on_messag
 connection that closed (``on_close``).  Timers (header timeout, pings, TTLs, long-poll
 timeouts, lingering closes) live in a coarse timing wheel driven by one asyncio timer.
 
+The protocol of one connection - request framing, WebSocket frames, the states and what a
+passed deadline means - is the sans-I/O machine of connection.pyx: the hub reads, feeds the
+bytes in and acts on the events it returns (a callback into Python, bytes to queue, a close,
+a new wheel deadline).  The socket, the fd table, the wheel and the callbacks stay here.
+
 Lifetime rule: a Conn is a C struct inside its Connection object.  The hub's fd table owns the
 object while the socket is open; on close the reference moves to ``_closed`` and is released
 only at the end of a turn (``flush``), after the dirty, post and resume lists - which hold raw

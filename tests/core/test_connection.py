@@ -5,7 +5,6 @@ and tests/server drive them through real sockets)."""
 import zlib
 
 import pytest
-
 from gogin._core.connection import ConnMachine
 from gogin._core.frames import FrameParser, Opcode, encode_close, encode_frame
 
@@ -167,14 +166,16 @@ def test_malformed_head_is_400():
 # --- the upgrade and WebSocket frames ---------------------------------------------------------
 
 def test_upgrade_with_frames_right_behind_the_head():
-    frames = frame(Opcode.TEXT, b"hello") + frame(Opcode.BINARY, b"\x00\x01") + frame(Opcode.PING, b"p")
+    frames = (frame(Opcode.TEXT, b"hello") + frame(Opcode.BINARY, b"\x00\x01")
+              + frame(Opcode.PING, b"p"))
     m = ConnMachine()
     [req] = requests_of(m.feed(UPGRADE + frames))
     assert req.get("upgrade") == "websocket"
     assert m.buffered == len(frames)       # kept until Python upgrades
     events = m.upgrade()
     assert m.state == "websocket"
-    assert events[:2] == [("message", Opcode.TEXT, b"hello"), ("message", Opcode.BINARY, b"\x00\x01")]
+    assert events[:2] == [("message", Opcode.TEXT, b"hello"),
+                          ("message", Opcode.BINARY, b"\x00\x01")]
     kind, pong = events[2]
     assert kind == "pong"
     assert server_frames(pong) == [("pong", b"p")]
@@ -247,6 +248,7 @@ def test_message_over_the_limit_is_1009():
     m.upgrade(max_message_size=4)
     [(kind, code, reply)] = m.feed(frame(Opcode.BINARY, b"12345"))
     assert (kind, code) == ("close", 1009)
+    assert server_frames(reply) == [("close", 1009, "message too big")]
 
 
 def deflated(data):
