@@ -80,8 +80,9 @@ cdef enum ConnEventKind:
     CE_HTTP_ERROR = 3      # answer ev.status with the X-Gogin-Explain ev.explain, then close
     CE_WS_MESSAGE = 4      # ev.opcode TEXT/BINARY, ev.data/ev.len (inflated, UTF-8 checked)
     CE_WS_PING = 5         # ev.out: the pong to queue (under the backpressure budget)
-    CE_WS_CLOSE = 6        # ev.out: the close frame to queue, then close; state CS_CLOSING.
-                           # ev.code: the code received, or the one sent for a protocol error
+    CE_WS_CLOSE = 6        # ev.out: the close frame to queue, then conn_begin_close (the
+                           # parser reads no more).  ev.code: the code received, or the one
+                           # sent for a protocol error
     CE_CLOSE = 7           # timer: close now (ev.explain: why: "idle", "linger timeout")
     CE_PING = 8            # timer: queue the connection's ping (then conn_deadline)
     CE_TTL = 9             # timer: the connection's TTL is over: close it gracefully

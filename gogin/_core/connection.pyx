@@ -224,8 +224,10 @@ cdef void conn_close_frame(ConnEvent *ev, int code, const unsigned char *reason,
 
 
 cdef inline int _ws_close(Conn *c, ConnEvent *ev, int code, const char *reason) noexcept nogil:
-    # the machine's last frame: the state closes (no more frames are read), the caller queues
-    # ev.out and closes the connection after it
+    # the connection's last frame: the parser reads no more (it failed or saw the close); the
+    # caller queues ev.out and then closes (conn_begin_close).  The state is left to the
+    # caller: the fanout queues a connection's corked messages only while it is CS_WEBSOCKET,
+    # and they must go out before this close frame.
     cdef Py_ssize_t n = 0
     if reason != NULL:
         while reason[n]:
@@ -234,7 +236,6 @@ cdef inline int _ws_close(Conn *c, ConnEvent *ev, int code, const char *reason) 
     ev.kind = CE_WS_CLOSE
     ev.code = code
     ev.explain = reason
-    c.state = CS_CLOSING
     return CE_WS_CLOSE
 
 

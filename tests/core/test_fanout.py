@@ -8,7 +8,7 @@ import pytest
 
 from gogin._core import Hub
 from gogin._core.buffers import frame_counters
-from gogin._core.frames import FrameParser, Opcode
+from gogin._core.frames import FrameParser, Opcode, encode_close, encode_frame
 
 TEXT, BINARY = Opcode.TEXT, Opcode.BINARY
 
@@ -538,3 +538,27 @@ def test_a_direct_publish_to_a_small_channel_comes_after_a_corked_batch(hub):
             assert [e[2] for e in parse_server_frames(drain(c))] == [b"first"]
     finally:
         big.close()
+
+
+@pytest.mark.parametrize("client_frame, reply", [
+    (encode_frame(Opcode.CLOSE, encode_close(1000), mask=b"abcd"), ("close", 1000, "")),
+    (encode_frame(TEXT, b"unmasked"), ("close", 1002, "unmasked client frame")),
+], ids=["client-close", "protocol-error"])
+def test_corked_messages_go_before_the_close_reply(hub, client_frame, reply):
+    """A subscriber whose close (or bad frame) is read in the turn of a corked publish gets the
+    message first, then the close frame: the batch is queued while it is still a WebSocket
+    (connection.pyx leaves the state to the hub until the close frame is queued)."""
+    subs = Subscribers(hub, 20, ["bye"])
+    try:
+        hub.publish("bye", b"p1")
+        assert all(conn.queued_bytes == 0 for conn in subs.conns)     # corked
+        subs.clients[0].sendall(client_frame)
+        hub.poll()
+        hub.flush()
+        got = parse_server_frames(drain(subs.clients[0]))
+        assert got == [("message", TEXT, b"p1"), reply]
+        assert subs.conns[0].state in ("closing", "closed")
+        for c in subs.clients[1:]:
+            assert [e[2] for e in parse_server_frames(drain(c))] == [b"p1"]
+    finally:
+        subs.close()
