@@ -265,24 +265,30 @@ cdef inline bint _inflate(Conn *c, ConnEvent *ev, WsFrameEvent *fe) noexcept nog
 cdef int conn_ws_next(Conn *c, const unsigned char *data, Py_ssize_t n,
                       ConnEvent *ev) noexcept nogil:
     cdef WsFrameEvent fe
-    cdef Py_ssize_t used
+    cdef Py_ssize_t pos = 0, used
     cdef int kind
     if ev.owned != NULL:             # the previous message's inflated bytes
         free(ev.owned)
         ev.owned = NULL
     ev.kind = CE_NONE
-    ev.used = 0
     ev.out_len = 0
-    while ev.used < n and c.state == CS_WEBSOCKET:
+    if c.state != CS_WEBSOCKET:
+        ev.used = 0
+        return CE_NONE
+    while pos < n:
         used = 0
-        kind = ws_parser_feed(&c.ws, data + ev.used, n - ev.used, &used, &fe)
-        ev.used += used
+        kind = ws_parser_feed(&c.ws, data + pos, n - pos, &used, &fe)
+        pos += used
         if kind == WS_NONE:
             break
+        if kind == WS_PONG:
+            continue                     # unsolicited or late: nothing to do (§5.5.3)
+        ev.used = pos
         if kind == WS_MESSAGE:
-            if fe.compressed and not _inflate(c, ev, &fe):
-                return CE_WS_CLOSE       # invalid or oversized compressed data
-            if not fe.compressed:
+            if fe.compressed:
+                if not _inflate(c, ev, &fe):
+                    return CE_WS_CLOSE   # invalid or oversized compressed data
+            else:
                 ev.data = fe.data
                 ev.len = fe.len
             ev.opcode = fe.opcode
@@ -293,15 +299,14 @@ cdef int conn_ws_next(Conn *c, const unsigned char *data, Py_ssize_t n,
             _control_frame(ev, PONG, fe.data, fe.len)
             ev.kind = CE_WS_PING
             return CE_WS_PING
-        elif kind == WS_PONG:
-            continue                     # unsolicited or late: nothing to do (§5.5.3)
         elif kind == WS_CLOSE:
             # RFC 6455 §5.5.1: echo the code; 1005 (no code) is answered with an empty close
             _ws_close(c, ev, 0 if fe.code == 1005 else fe.code, NULL)
             ev.code = fe.code
             return CE_WS_CLOSE
-        elif kind == WS_ERROR:
+        else:                            # WS_ERROR
             return _ws_close(c, ev, fe.code, fe.reason)
+    ev.used = pos
     return CE_NONE
 
 
