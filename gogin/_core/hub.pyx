@@ -26,9 +26,9 @@ cdef extern from "Python.h":
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memcpy, memset, memmove
+from libc.string cimport memcpy, memset
 
-from gogin._core.buffers cimport Frame, frame_from, frame_decref, outq_init, outq_clear
+from gogin._core.buffers cimport Frame, frame_from, frame_decref, outq_clear
 from gogin._core.connection cimport (
     Conn, ConnState, ConnConfig, ConnEvent,
     conn_init, conn_release, conn_event_clear, conn_buffer, conn_consume, conn_http_next,
@@ -54,8 +54,8 @@ from gogin._core.history cimport (
     history_clear_channel,
 )
 from gogin._core.envelope cimport Envelope, envelope_parse, ENV_BINARY, ENV_DELETED
-from gogin._core.http cimport Request, HeadResult, parse_head
-from gogin._core.registry cimport Registry, Channel, Sub, sublist_init
+from gogin._core.http cimport Request
+from gogin._core.registry cimport Registry, Channel, Sub
 from gogin._core.selector cimport Selector, GG_READABLE, GG_WRITABLE, GG_NONE
 from gogin._core.includes.sockets cimport (
     sockaddr, sockaddr_in, sockaddr_in6, socklen_t, recv, shutdown, close,

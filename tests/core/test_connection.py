@@ -5,6 +5,7 @@ and tests/server drive them through real sockets)."""
 import zlib
 
 import pytest
+
 from gogin._core.connection import ConnMachine
 from gogin._core.frames import FrameParser, Opcode, encode_close, encode_frame
 
