@@ -627,6 +627,9 @@ cdef class Hub:
     cdef Frame *_close_going_away   # close 1001 frame used at shutdown
     cdef double _pacing             # next write pass waits this many times the last one's cost
     cdef int64_t _pace_until        # monotonic ns before which the dirty list waits
+    cdef int64_t _pass_cost         # the write pass under way (sliced): ns spent so far,
+    cdef int64_t _pass_frames       # frames and sendmsg calls so far
+    cdef int64_t _pass_writes
     cdef object _pace_handle
     cdef list _pending              # channels holding corked batches (fanout_publish)
     cdef Py_ssize_t _read_ahead     # bytes kept of a client's unanswered requests before its
@@ -976,24 +979,28 @@ cdef class Hub:
 
     cdef void _flush_dirty_timed(self, int64_t slice_ns):
         cdef int64_t t0 = _monotonic_ns()
-        cdef int64_t cost
         cdef int64_t frames0 = self._fs.delivered_frames, writes0 = self._fs.writes
-        cdef int64_t frames, writes
-        if not self._flush_dirty(t0, slice_ns):
+        cdef int64_t cost, frames, writes
+        cdef bint done = self._flush_dirty(t0, slice_ns)
+        # a pass cut into slices is judged whole: its cost, frames and writes add up
+        self._pass_cost += _monotonic_ns() - t0
+        self._pass_frames += self._fs.delivered_frames - frames0
+        self._pass_writes += self._fs.writes - writes0
+        if not done:
             # cut short: the rest goes on at once, next turn (after the sockets were read);
             # pacing waits only after a whole pass
             self._pace_until = 0
             return
-        cost = _monotonic_ns() - t0
-        frames = self._fs.delivered_frames - frames0
-        writes = self._fs.writes - writes0
+        cost, frames, writes = self._pass_cost, self._pass_frames, self._pass_writes
+        self._pass_cost = self._pass_frames = self._pass_writes = 0
         # Wait only while the writes are dominated by their fixed cost (few frames each): a
         # pass that already carried PACE_BATCH frames per sendmsg gains nothing from waiting,
         # and waiting then would leave the core idle while the backlog grows.
         if cost >= PACE_MIN_NS and self._pacing > 0 and frames < PACE_BATCH * writes:
             # capped: with many connections a pass costs tens of ms, and waiting as long
             # again would add that much latency for little gain
-            self._pace_until = t0 + cost + min(<int64_t>(cost * self._pacing), PACE_MAX_NS)
+            self._pace_until = _monotonic_ns() + min(<int64_t>(cost * self._pacing),
+                                                     PACE_MAX_NS)
         else:
             self._pace_until = 0
 
