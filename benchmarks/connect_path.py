@@ -35,10 +35,10 @@ from reconnect_storm import SECRET, free_port, write_tokens  # noqa: E402
 async def run(args) -> dict:
     from gogin import serve
     from gogin.config import load
-    from gogin.server import Server
+    from gogin.locations import Router
 
     samples: list = []
-    original = Server._on_request
+    original = Router.on_request
 
     def timed(self, conn, req):
         t0 = time.perf_counter()
@@ -47,7 +47,7 @@ async def run(args) -> dict:
         finally:
             samples.append(time.perf_counter() - t0)
 
-    Server._on_request = timed                  # before the Hub takes the bound method
+    Router.on_request = timed                   # before the Hub takes the bound method
     port = free_port()
     cfg = load(env={}, overrides={
         "server": {"listen": [f"127.0.0.1:{port}"], "max_connections": args.clients + 1000,
@@ -74,7 +74,7 @@ async def run(args) -> dict:
                                            tokens if name.startswith("token") else None))
     finally:
         await server.stop()
-        Server._on_request = original
+        Router.on_request = original
     return {name: statistics.median(rs) for name, rs in out.items()}
 
 

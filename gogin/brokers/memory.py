@@ -22,7 +22,7 @@ class MemoryBroker:
         hub = self.server.hub
         out = []
         for name in channels:
-            self.server.publish_local(name, payload, event_id, event_type, binary)
+            self.server.channels.publish_local(name, payload, event_id, event_type, binary)
             ch = hub.channel(name)
             out.append(PublishResult(name, ch.published, ch.stored))
         return out
