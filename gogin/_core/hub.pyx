@@ -243,7 +243,7 @@ cdef Frame *_render_stored(Channel ch, Stored *s, Format fmt) except NULL:
 
 
 # The publisher fast path's answers: the same bytes build_head() and Connection.respond() give
-# the Python publisher location (gogin/locations.py) for a 200.
+# the Python publisher location (gogin/locations/publisher.py) for a 200.
 cdef bytes PUB_NO_CACHE = (b"Cache-Control: no-cache, no-store, must-revalidate\r\n"
                            b"Expires: Thu, 01 Jan 1970 00:00:01 GMT\r\n")
 # push-stream's Accept subtypes in the module's order (gogin/stats.py FORMATS): the first one a
