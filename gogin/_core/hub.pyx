@@ -630,6 +630,7 @@ cdef class Hub:
     cdef int64_t _pass_cost         # the write pass under way (sliced): ns spent so far,
     cdef int64_t _pass_frames       # frames and sendmsg calls so far
     cdef int64_t _pass_writes
+    cdef Conn *_pass_last           # ... and the last connection it has to write (on the list)
     cdef object _pace_handle
     cdef list _pending              # channels holding corked batches (fanout_publish)
     cdef Py_ssize_t _read_ahead     # bytes kept of a client's unanswered requests before its
@@ -1005,32 +1006,44 @@ cdef class Hub:
             self._pace_until = 0
 
     cdef bint _flush_dirty(self, int64_t t0=0, int64_t slice_ns=0):
-        """Write the dirty connections, oldest first.  With slice_ns, stop once that long has
-        passed since t0: the connections not written yet stay first on the dirty list (still
-        marked dirty), before any that became dirty meanwhile.  True: the list was done."""
+        """Write the dirty connections, oldest first, one pass: the connections dirty when the
+        pass began (those that become dirty meanwhile are the next pass's).  With slice_ns,
+        stop once that long has passed since t0: the connections not written yet stay first on
+        the dirty list (still marked dirty) and the pass goes on from there in the next call.
+        True: the pass is done."""
         cdef Conn *c = self._fs.dirty
-        cdef Conn *last = self._fs.dirty_tail
+        cdef Conn *tail = self._fs.dirty_tail
+        cdef Conn *last = self._pass_last if slice_ns > 0 and self._pass_last != NULL else tail
         cdef Conn *nxt
         cdef int k = 0
         self._fs.dirty = NULL
         self._fs.dirty_tail = NULL
+        self._pass_last = NULL
         while c != NULL:
             nxt = c.dnext
             c.dnext = NULL
             c.flags &= ~CF_DIRTY
             if c.state != CS_CLOSED and not (c.flags & CF_WRITE_ARMED):
                 self._write(c)
+            if c == last:
+                if nxt != NULL:
+                    self._requeue(nxt, tail)
+                return True
             c = nxt
             k += 1
             if slice_ns > 0 and c != NULL and k % WRITE_SLICE_CHECK == 0 and \
                     _monotonic_ns() - t0 >= slice_ns:
-                # c..last were not written: put them back in front of what was added since
-                last.dnext = self._fs.dirty
-                if self._fs.dirty == NULL:
-                    self._fs.dirty_tail = last
-                self._fs.dirty = c
+                self._requeue(c, tail)
+                self._pass_last = last
                 return False
         return True
+
+    cdef void _requeue(self, Conn *first, Conn *tail) noexcept:
+        """first..tail, still marked dirty, go back in front of what became dirty since."""
+        tail.dnext = self._fs.dirty
+        if self._fs.dirty == NULL:
+            self._fs.dirty_tail = tail
+        self._fs.dirty = first
 
     cdef void _write(self, Conn *c):
         cdef int r = flush_conn(&self._fs, c)

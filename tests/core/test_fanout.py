@@ -285,29 +285,12 @@ def test_pacing_coalesces_publishes_of_consecutive_loop_turns(pacing):
     """One publish per loop turn to 2,000 subscribers: without pacing each turn writes every
     subscriber; with pacing, after one expensive write pass the next waits, and the publishes
     of the turns in between leave together (fewer sendmsg), in order, none lost."""
-    import asyncio
 
     n, k = 2000, 20
     hub = Hub(max_connections=20000, flush_pacing=pacing)
     subs = Subscribers(hub, n, ["pace"])
-
-    async def main():
-        hub.attach()
-        try:
-            for i in range(k):
-                hub.publish("pace", b"p%02d" % i)
-                await asyncio.sleep(0)          # the next publish is in another loop turn
-            for _ in range(200):                # let the paced write pass run
-                if hub.stats()["queued_bytes"] == 0:
-                    break
-                await asyncio.sleep(0.005)
-        finally:
-            hub.detach()
-
     try:
-        writes0 = hub.stats()["writes"]
-        asyncio.run(main())
-        writes = hub.stats()["writes"] - writes0
+        writes, _ = publish_one_per_turn(hub, "pace", k)
         if pacing:
             # at least half the write passes saved (how many depends on the machine's speed)
             assert writes <= k * n // 2, writes
@@ -317,10 +300,36 @@ def test_pacing_coalesces_publishes_of_consecutive_loop_turns(pacing):
             assert writes <= k * n, writes
         for c in subs.clients[:: n // 20]:
             events = parse_server_frames(drain(c))
-            assert [e[2] for e in events] == [b"p%02d" % i for i in range(k)]
+            assert [e[2] for e in events] == [b"m%02d" % i for i in range(k)]
     finally:
         subs.close()
         hub.close()
+
+
+def publish_one_per_turn(hub, channel: str, k: int):
+    """k publishes (b"m00", b"m01", ...), each in its own loop turn, then the loop runs until
+    nothing is queued: (sendmsg calls in all, sendmsg calls of each publish's turn)."""
+    import asyncio
+    turns = []
+
+    async def main():
+        hub.attach()
+        try:
+            for i in range(k):
+                hub.publish(channel, b"m%02d" % i)
+                w0 = hub.stats()["writes"]
+                await asyncio.sleep(0)          # the next publish is in another loop turn
+                turns.append(hub.stats()["writes"] - w0)
+            for _ in range(400):                # let the (paced, sliced) write pass run
+                if hub.stats()["queued_bytes"] == 0:
+                    break
+                await asyncio.sleep(0.005)
+        finally:
+            hub.detach()
+
+    writes0 = hub.stats()["writes"]
+    asyncio.run(main())
+    return hub.stats()["writes"] - writes0, turns
 
 
 def test_a_long_write_pass_is_sliced_and_goes_on_where_it_stopped():
@@ -329,37 +338,16 @@ def test_a_long_write_pass_is_sliced_and_goes_on_where_it_stopped():
     (far more than one slice writes), one publish per turn; every subscriber gets every
     message once, in order, and some turns carried more than one message to a connection
     (a pass cut short: the rest got the next publish with it)."""
-    import asyncio
-
     n, k = 5000, 10
     hub = Hub(max_connections=20000, flush_pacing=0)
     subs = Subscribers(hub, n, ["slice"])
-    turns = []
-
-    async def main():
-        hub.attach()
-        try:
-            for i in range(k):
-                hub.publish("slice", b"s%02d" % i)
-                w0 = hub.stats()["writes"]
-                await asyncio.sleep(0)          # one loop turn: one slice of the pass
-                turns.append(hub.stats()["writes"] - w0)
-            for _ in range(400):
-                if hub.stats()["queued_bytes"] == 0:
-                    break
-                await asyncio.sleep(0.005)
-        finally:
-            hub.detach()
-
     try:
-        writes0 = hub.stats()["writes"]
-        asyncio.run(main())
-        writes = hub.stats()["writes"] - writes0
+        writes, turns = publish_one_per_turn(hub, "slice", k)
         assert max(turns) < n, turns                # no turn wrote all 5,000
         assert writes < k * n, writes               # coalesced where a pass was cut
         for c in subs.clients[:: n // 25] + [subs.clients[-1]]:
             events = parse_server_frames(drain(c))
-            assert [e[2] for e in events] == [b"s%02d" % i for i in range(k)]
+            assert [e[2] for e in events] == [b"m%02d" % i for i in range(k)]
         assert hub.stats()["delivered_frames"] >= k * n
     finally:
         subs.close()
