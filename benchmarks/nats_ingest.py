@@ -219,7 +219,7 @@ def main() -> int:
     ap.add_argument("--mode", choices=["jetstream", "core", "both"], default="both")
     ap.add_argument("--messages", type=int, default=200_000)
     ap.add_argument("--size", type=int, default=100, help="payload bytes")
-    ap.add_argument("--batch", type=int, default=256, help="nats.ingest_batch (JetStream)")
+    ap.add_argument("--batch", type=int, default=1024, help="nats.ingest_batch (JetStream; gogin's default)")
     ap.add_argument("--subscribers", type=int, default=0)
     ap.add_argument("--server-cpu", type=int, default=0)
     ap.add_argument("--client-cpu", type=int, default=1)
