@@ -41,6 +41,7 @@ from gogin._core.connection cimport (
     CE_NONE, CE_REQUEST, CE_BODY_PENDING, CE_HTTP_ERROR, CE_WS_MESSAGE, CE_WS_PING,
     CE_WS_CLOSE, CE_CLOSE, CE_PING, CE_TTL, CE_LONGPOLL_TIMEOUT,
 )
+from gogin._core.timers cimport Wheel, wheel_init, wheel_set, wheel_advance
 from gogin._core.fanout cimport (
     FanoutState, Format, Message, fanout_init, fanout_publish, fanout_settle,
     conn_settle, fanout_discard, flush_conn, message_release,
@@ -78,8 +79,6 @@ log = logging.getLogger("gogin.core")
 
 cdef enum:
     RBUF_SIZE = 65536          # one recv() per readiness: fair to other connections
-    WHEEL_SLOTS = 1024         # timing wheel size (power of two)
-    WHEEL_MASK = 1023
     ACCEPT_BATCH = 128         # accept() calls per listener readiness
     FIRED_MAX = 1024           # selector events handled per poll()
     PENDING_READ_MAX = 65536   # bytes read ahead of an unanswered request (pipelining, or
@@ -620,8 +619,7 @@ cdef class Hub:
     cdef Conn *_resume
     cdef unsigned char *_rbuf
     cdef uint64_t _next_id
-    cdef Conn *_wheel[WHEEL_SLOTS]
-    cdef int64_t _tick_now
+    cdef Wheel _wheel               # every connection's next deadline (timers.pyx)
     cdef int64_t _epoch_ms
     cdef int64_t _tick_ms
     cdef Frame *_close_going_away   # close 1001 frame used at shutdown
@@ -666,7 +664,7 @@ cdef class Hub:
         self._rbuf = NULL
         self._resume = NULL
         self._close_going_away = NULL
-        memset(self._wheel, 0, sizeof(self._wheel))
+        wheel_init(&self._wheel)
         fanout_init(&self._fs)
         memset(&self._bc, 0, sizeof(BrokerCounters))
         self._gap_text = b"Messages were lost."
@@ -729,7 +727,7 @@ cdef class Hub:
         self._cc.keepalive_ticks = self._ticks(keepalive_timeout)
         self._cc.linger_ticks = self._ticks(linger)
         self._epoch_ms = _monotonic_ms()
-        self._tick_now = 0
+        self._wheel.now = 0
         self._next_id = 1
         # format 0: the raw WebSocket format (the message as it is)
         self._formats = [_Format(0, "websocket", b"~text~")]
@@ -1129,7 +1127,7 @@ cdef class Hub:
         conn.c.fd = fd
         conn.c.id = self._next_id
         self._next_id += 1
-        deadline = conn_open(&conn.c, &self._cc, self._tick_now)
+        deadline = conn_open(&conn.c, &self._cc, self._wheel.now)
         conn.c.obj = <void *>conn
         conn.c.interest = GG_READABLE
         try:
@@ -1579,7 +1577,7 @@ cdef class Hub:
 
     cdef void _to_head(self, Conn *c):
         """Back to reading requests on a keep-alive connection."""
-        self._wheel_set(c, conn_to_head(c, &self._cc, self._tick_now))
+        self._wheel_set(c, conn_to_head(c, &self._cc, self._wheel.now))
         self._queue_resume(c)
         if (c.flags & CF_READ_PAUSED) and c.rlen == 0 and not self._backlogged(c):
             c.flags &= ~CF_READ_PAUSED
@@ -1591,7 +1589,7 @@ cdef class Hub:
             return
         self._settle_conn(c)
         self._reg.unsubscribe_all(&c.subs)
-        cdef int64_t at = conn_begin_close(c, &self._cc, self._tick_now)
+        cdef int64_t at = conn_begin_close(c, &self._cc, self._wheel.now)
         if c.flags & CF_READ_PAUSED:
             c.flags &= ~CF_READ_PAUSED
             self._interest(c, c.interest | GG_READABLE)
@@ -2440,34 +2438,12 @@ cdef class Hub:
             return 0
         return max(1, <int64_t>(seconds * 1000 + self._tick_ms - 1) // self._tick_ms)
 
-    cdef void _wheel_set(self, Conn *c, int64_t at):
-        cdef int slot
-        if c.wslot >= 0:
-            if c.wprev != NULL:
-                c.wprev.wnext = c.wnext
-            else:
-                self._wheel[c.wslot] = c.wnext
-            if c.wnext != NULL:
-                c.wnext.wprev = c.wprev
-            c.wslot = -1
-            c.wnext = c.wprev = NULL
-        c.deadline = at
-        if at <= 0:
-            return
-        if at <= self._tick_now:
-            at = self._tick_now + 1
-            c.deadline = at
-        slot = <int>(at & WHEEL_MASK)
-        c.wslot = slot
-        c.wprev = NULL
-        c.wnext = self._wheel[slot]
-        if c.wnext != NULL:
-            c.wnext.wprev = c
-        self._wheel[slot] = c
+    cdef inline void _wheel_set(self, Conn *c, int64_t at) noexcept:
+        wheel_set(&self._wheel, c, at)
 
     cdef void _start_timers(self, Conn *c, double ping_interval, double ttl):
         self._wheel_set(c, conn_start_timers(c, self._ticks(ping_interval),
-                                             self._ticks(ttl) if ttl > 0 else 0, self._tick_now))
+                                             self._ticks(ttl) if ttl > 0 else 0, self._wheel.now))
 
     def _on_tick(self):
         self._tick_handle = None
@@ -2481,10 +2457,8 @@ cdef class Hub:
         """Advance the timing wheel to now and fire what is due (the loop does this by itself
         every `tick`; tests without a loop call it)."""
         cdef int64_t now = (_monotonic_ms() - self._epoch_ms) // self._tick_ms
-        cdef int64_t t, steps = 0
         cdef Conn *c
         cdef Conn *nxt
-        cdef int slot
         if self._paused_listeners:
             for fd in self._paused_listeners:
                 if fd in self._listeners:
@@ -2492,26 +2466,12 @@ cdef class Hub:
             self._paused_listeners.clear()
         if self._hist.head != NULL:
             history_expire(&self._hist, _monotonic_ms())
-        t = self._tick_now
-        while t < now and steps < WHEEL_SLOTS:
-            t += 1
-            steps += 1
-            self._tick_now = t
-            slot = <int>(t & WHEEL_MASK)
-            c = self._wheel[slot]
-            self._wheel[slot] = NULL
-            # detach the slot's list; reinsert what is not due yet (a later lap)
-            while c != NULL:
-                nxt = c.wnext
-                c.wslot = -1
-                c.wnext = c.wprev = NULL
-                if c.deadline <= now:
-                    c.deadline = 0
-                    self._on_deadline(c, now)
-                else:
-                    self._wheel_set(c, c.deadline)
-                c = nxt
-        self._tick_now = now
+        c = wheel_advance(&self._wheel, now)
+        while c != NULL:
+            nxt = c.wnext
+            c.wnext = NULL
+            self._on_deadline(c, now)
+            c = nxt
         self.flush()
 
     cdef void _on_deadline(self, Conn *c, int64_t now):
