@@ -29,7 +29,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from reconnect_storm import free_port, wait_port  # noqa: E402
+
 CHANNELS = 8                  # messages spread over this many channels
 PUBLISHER = r'''
 import asyncio, sys, nats
@@ -52,23 +55,6 @@ async def main(url, n, size, channels):
     await nc.close()
 asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])))
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -219,7 +205,8 @@ def main() -> int:
     ap.add_argument("--mode", choices=["jetstream", "core", "both"], default="both")
     ap.add_argument("--messages", type=int, default=200_000)
     ap.add_argument("--size", type=int, default=100, help="payload bytes")
-    ap.add_argument("--batch", type=int, default=1024, help="nats.ingest_batch (JetStream; gogin's default)")
+    ap.add_argument("--batch", type=int, default=1024,
+                    help="nats.ingest_batch (JetStream; gogin's default)")
     ap.add_argument("--subscribers", type=int, default=0)
     ap.add_argument("--server-cpu", type=int, default=0)
     ap.add_argument("--client-cpu", type=int, default=1)
