@@ -11,8 +11,8 @@ _EXPORTS = {
     "Hub": "hub", "Connection": "hub", "CoreError": "hub",
     "build_head": "hub",                # HTTP/1.1 response heads, as the core writes them
     # what the hub hands to Python or takes from it
-    "Format": "fanout",                 # a wire format (Hub.format)
-    "format_http_date": "fanout",       # the Last-Modified date the long-poll format writes
+    "Format": "formats",                # a wire format (Hub.format)
+    "format_http_date": "formats",      # the Last-Modified date the long-poll format writes
     "Channel": "registry",              # Hub.channel / Hub.ensure_channel
     "Request": "http",                  # the parsed request head given to on_request
     # RFC 6455

@@ -260,7 +260,7 @@ class Hub:
     def close(self) -> None:
         """Close every socket now (WebSocket clients get a best-effort close 1001)."""
 
-# -- fanout.pyx ------------------------------------------------------------------------------
+# -- formats.pyx -----------------------------------------------------------------------------
 
 def format_http_date(t: int) -> str:
     """An HTTP date (RFC 9110 §5.6.7) of Unix time `t`, as the core writes Last-Modified."""

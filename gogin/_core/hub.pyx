@@ -43,10 +43,11 @@ from gogin._core.connection cimport (
 )
 from gogin._core.timers cimport Wheel, wheel_init, wheel_set, wheel_advance
 from gogin._core.fanout cimport (
-    FanoutState, Format, Message, fanout_init, fanout_publish, fanout_settle,
-    conn_settle, fanout_discard, flush_conn, message_release,
-    mark_dirty, enqueue, enqueue_always, enqueue_control, drop_queue, ws_frame,
-    FK_WEBSOCKET, FK_STREAM,
+    FanoutState, fanout_init, fanout_publish, fanout_settle, conn_settle, fanout_discard,
+    flush_conn, mark_dirty, enqueue, enqueue_always, enqueue_control, drop_queue,
+)
+from gogin._core.formats cimport (
+    Format, Message, message_release, ws_frame, FK_WEBSOCKET, FK_STREAM,
 )
 from gogin._core.frames cimport TEXT, BINARY, CLOSE, utf8_valid
 from gogin._core.deflate cimport pmd_counters
@@ -72,7 +73,7 @@ import logging
 import socket as _socket
 
 from gogin._core.frames import accept_key
-from gogin._core.fanout import Format as _Format
+from gogin._core.formats import Format as _Format
 from gogin._core.buffers import frame_counters
 
 log = logging.getLogger("gogin.core")

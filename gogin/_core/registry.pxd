@@ -64,6 +64,3 @@ cdef class Registry:
 
 
 cdef void sublist_init(SubList *lst) noexcept nogil
-cdef bytes json_escape(bytes raw)
-cdef Py_ssize_t json_escape_into(const unsigned char *src, Py_ssize_t n, unsigned char *dst) noexcept nogil
-cdef Py_ssize_t json_escaped_size(const unsigned char *src, Py_ssize_t n) noexcept nogil

@@ -13,6 +13,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from libc.stdlib cimport malloc, realloc, free
 
 from gogin._core.history cimport chist_init
+from gogin._core.formats cimport json_escape
 
 cdef enum:
     FIRST_CAP = 4          # first array capacity: most channels and connections are small
@@ -32,65 +33,6 @@ cdef int _grow(void ***items, Py_ssize_t *cap) noexcept nogil:
     items[0] = p
     cap[0] = newcap
     return 0
-
-
-# JSON string escaping (RFC 8259 §7) for the ~text-json~ and ~channel-json~ tokens
-cdef const char *HEX = "0123456789abcdef"
-
-cdef inline Py_ssize_t _esc_len(unsigned char c) noexcept nogil:
-    if c == 34 or c == 92 or c == 8 or c == 12 or c == 10 or c == 13 or c == 9:
-        return 2
-    if c < 0x20 or c == 0x7f:
-        return 6
-    return 1
-
-
-cdef Py_ssize_t json_escaped_size(const unsigned char *src, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i, total = 0
-    for i in range(n):
-        total += _esc_len(src[i])
-    return total
-
-
-cdef Py_ssize_t json_escape_into(const unsigned char *src, Py_ssize_t n, unsigned char *dst) noexcept nogil:
-    cdef Py_ssize_t i, o = 0
-    cdef unsigned char c
-    for i in range(n):
-        c = src[i]
-        if c == 34 or c == 92:
-            dst[o] = 92; dst[o + 1] = c; o += 2
-        elif c == 10:
-            dst[o] = 92; dst[o + 1] = 110; o += 2
-        elif c == 13:
-            dst[o] = 92; dst[o + 1] = 114; o += 2
-        elif c == 9:
-            dst[o] = 92; dst[o + 1] = 116; o += 2
-        elif c == 8:
-            dst[o] = 92; dst[o + 1] = 98; o += 2
-        elif c == 12:
-            dst[o] = 92; dst[o + 1] = 102; o += 2
-        elif c < 0x20 or c == 0x7f:
-            dst[o] = 92; dst[o + 1] = 117; dst[o + 2] = 48; dst[o + 3] = 48
-            dst[o + 4] = HEX[c >> 4]; dst[o + 5] = HEX[c & 15]; o += 6
-        else:
-            dst[o] = c; o += 1
-    return o
-
-
-cdef bytes json_escape(bytes raw):
-    cdef const unsigned char *src = <const unsigned char *>PyBytes_AS_STRING(raw)
-    cdef Py_ssize_t n = len(raw)
-    cdef Py_ssize_t size = json_escaped_size(src, n)
-    if size == n:
-        return raw
-    cdef bytes out = PyBytes_FromStringAndSize(NULL, size)
-    json_escape_into(src, n, <unsigned char *>PyBytes_AS_STRING(out))
-    return out
-
-
-def escape_json(bytes raw):
-    """JSON-escape raw bytes (no quotes added); exposed for tests and the Python layer."""
-    return json_escape(raw)
 
 
 @cython.final

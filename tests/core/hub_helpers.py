@@ -18,7 +18,7 @@ T = 5.0                     # upper bound of any single wait: a hang fails fast
 BACKENDS = backends()
 LOOP_FACTORIES = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
-# ~channel-json~ and ~text-json~ are escaped without quotes (registry.escape_json docstring)
+# ~channel-json~ and ~text-json~ are escaped without quotes (formats.escape_json docstring)
 TEMPLATE = '{"id":~id~,"channel":"~channel-json~","text":"~text-json~"}'
 SSE_HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
             b"Cache-Control: no-cache\r\n\r\n")

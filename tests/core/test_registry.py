@@ -2,7 +2,7 @@
 
 from hypothesis import given, settings, strategies as st
 
-from gogin._core.registry import RegistryProbe, escape_json
+from gogin._core.registry import RegistryProbe
 
 
 ops = st.lists(
@@ -54,9 +54,3 @@ def test_counts_and_unsubscribe_all_at_scale():
     assert probe.check() == 5000
     assert probe.registry.channel("big").subscribers == 2500
     assert probe.registry.channel("own0") is None
-
-
-def test_json_escape():
-    assert escape_json(b'plain') == b'plain'
-    assert escape_json(b'"\\\n\r\t\x08\x0c\x01\x7f') == b'\\"\\\\\\n\\r\\t\\b\\f\\u0001\\u007f'
-    assert escape_json("é✓".encode()) == "é✓".encode()

@@ -26,7 +26,7 @@ import re
 from _fuzzing import feature, main, rng_for
 from gogin._core.frames import FrameParser, header_size
 from gogin._core.hub import Hub
-from gogin._core.registry import escape_json
+from gogin._core.formats import escape_json
 
 KINDS = ("websocket", "eventsource", "stream", "longpoll")
 TOKEN = re.compile(rb"~(id|text|text-json|channel|channel-json|time|tag|event-id|event-type|"
