@@ -9,7 +9,8 @@ while the others are being worked on.
 _EXPORTS = {
     # the hub: sockets, connections, the loop turn, the callbacks into Python
     "Hub": "hub", "Connection": "hub", "CoreError": "hub",
-    "build_head": "hub",                # HTTP/1.1 response heads, as the core writes them
+    # HTTP/1.1 response heads, as the core writes them
+    "build_head": "responses", "build_head_start": "responses", "NO_CACHE_HEADERS": "responses",
     # what the hub hands to Python or takes from it
     "Format": "formats",                # a wire format (Hub.format)
     "format_http_date": "formats",      # the Last-Modified date the long-poll format writes
@@ -23,9 +24,9 @@ _EXPORTS = {
 }
 
 __all__ = [  # a literal (static tools read it); tests/core/test_surface.py checks it is _EXPORTS
-    "READABLE", "WRITABLE", "Channel", "CloseCode", "Connection", "CoreError", "Format", "Hub",
-    "Opcode", "Request", "Selector", "backends", "build_head", "default_backend",
-    "format_http_date",
+    "NO_CACHE_HEADERS", "READABLE", "WRITABLE", "Channel", "CloseCode", "Connection", "CoreError",
+    "Format", "Hub", "Opcode", "Request", "Selector", "backends", "build_head",
+    "build_head_start", "default_backend", "format_http_date",
 ]
 
 

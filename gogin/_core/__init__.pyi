@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeAlias, TypeVar, final, overload
 
 __all__ = [
-    "READABLE", "WRITABLE", "Channel", "CloseCode", "Connection", "CoreError", "Format", "Hub",
-    "Opcode", "Request", "Selector", "backends", "build_head", "default_backend",
-    "format_http_date",
+    "NO_CACHE_HEADERS", "READABLE", "WRITABLE", "Channel", "CloseCode", "Connection", "CoreError",
+    "Format", "Hub", "Opcode", "Request", "Selector", "backends", "build_head",
+    "build_head_start", "default_backend", "format_http_date",
 ]
 
 _T = TypeVar("_T")
@@ -29,10 +29,6 @@ _OnBody: TypeAlias = Callable[[Connection, Request], int | bytes]   # a body lim
 
 class CoreError(Exception):
     """A call the connection's state does not allow (e.g. respond() after an upgrade)."""
-
-def build_head(status: int, headers: _Headers = (), content_length: int = -1,
-               keep_alive: bool = True) -> bytes:
-    """HTTP/1.1 response head as bytes (the body length, if given, adds Content-Length)."""
 
 @final
 class Connection:
@@ -259,6 +255,19 @@ class Hub:
         """Graceful stop: no more accepts, closes sent, wait up to `timeout`, then close()."""
     def close(self) -> None:
         """Close every socket now (WebSocket clients get a best-effort close 1001)."""
+
+# -- responses.pyx ---------------------------------------------------------------------------
+
+NO_CACHE_HEADERS: Final[tuple[tuple[str, str], ...]]
+"""Cache-Control and Expires of every answer about now (the 101 included)."""
+
+def build_head(status: int, headers: _Headers = (), content_length: int = -1,
+               keep_alive: bool = True) -> bytes:
+    """HTTP/1.1 response head as bytes (the body length, if given, adds Content-Length)."""
+
+def build_head_start(status: int, headers: _Headers = ()) -> bytes:
+    """The status line and header lines of an answer, without Content-Length, Connection or
+    the blank line: the head of a long-poll format, which adds those per message."""
 
 # -- formats.pyx -----------------------------------------------------------------------------
 

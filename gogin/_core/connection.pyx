@@ -27,13 +27,10 @@ from gogin._core.frames cimport (
 )
 from gogin._core.http cimport HeadResult, parse_head
 from gogin._core.registry cimport sublist_init
+from gogin._core.responses cimport write_continue
 
 cdef enum:
     CONN_BUF_MIN = 1024        # first allocation of a connection's read-ahead buffer
-
-# RFC 9110 §10.1.1: the interim answer a client that sent "Expect: 100-continue" waits for
-cdef const char *CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-cdef Py_ssize_t CONTINUE_LEN = 25
 
 
 # -- lifetime and the read-ahead buffer ------------------------------------------------------
@@ -183,8 +180,7 @@ cdef void conn_expect_body(Conn *c, Request req, Py_ssize_t head_len, ConnEvent 
     ev.out_len = 0
     if ev.expect_continue:
         # RFC 9110 §10.1.1: the client waits for this before it sends the body
-        memcpy(ev.out, CONTINUE, CONTINUE_LEN)
-        ev.out_len = CONTINUE_LEN
+        ev.out_len = write_continue(ev.out)
 
 
 # -- WebSocket -------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memset
 
-from gogin._core.buffers cimport Frame, frame_from, frame_decref, outq_clear
+from gogin._core.buffers cimport Frame, frame_from, frame_incref, frame_decref, outq_clear
 from gogin._core.connection cimport (
     Conn, ConnState, ConnConfig, ConnEvent,
     conn_init, conn_release, conn_event_clear, conn_buffer, conn_consume, conn_http_next,
@@ -44,7 +44,7 @@ from gogin._core.connection cimport (
 from gogin._core.timers cimport Wheel, wheel_init, wheel_set, wheel_advance
 from gogin._core.fanout cimport (
     FanoutState, fanout_init, fanout_publish, fanout_settle, conn_settle, fanout_discard,
-    flush_conn, mark_dirty, enqueue, enqueue_always, enqueue_control, drop_queue,
+    flush_conn, mark_dirty, enqueue_always, enqueue_control, drop_queue,
 )
 from gogin._core.formats cimport (
     Format, Message, message_release, ws_frame, FK_WEBSOCKET, FK_STREAM,
@@ -57,6 +57,7 @@ from gogin._core.history cimport (
 )
 from gogin._core.envelope cimport Envelope, envelope_parse, ENV_BINARY, ENV_DELETED
 from gogin._core.http cimport Request
+from gogin._core.responses cimport head_start, finish_answer, error_answer
 from gogin._core.registry cimport Registry, Channel, Sub
 from gogin._core.selector cimport Selector, GG_READABLE, GG_WRITABLE, GG_NONE
 from gogin._core.includes.sockets cimport (
@@ -73,6 +74,8 @@ import logging
 import socket as _socket
 
 from gogin._core.frames import accept_key
+from gogin._core.connection import STATE_NAMES
+from gogin._core.responses import NO_CACHE_HEADERS
 from gogin._core.formats import Format as _Format
 from gogin._core.buffers import frame_counters
 
@@ -97,45 +100,8 @@ class CoreError(Exception):
     """A call the connection's state does not allow (e.g. respond() after an upgrade)."""
 
 
-REASONS = {
-    100: "Continue", 101: "Switching Protocols", 200: "OK", 201: "Created", 202: "Accepted",
-    204: "No Content", 301: "Moved Permanently", 302: "Found", 304: "Not Modified",
-    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 411: "Length Required",
-    413: "Content Too Large", 414: "URI Too Long", 415: "Unsupported Media Type",
-    426: "Upgrade Required", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
-    500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
-    503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
-}
-
-STATE_NAMES = {CS_HEAD: "head", CS_BODY: "body", CS_PENDING: "pending",
-               CS_WEBSOCKET: "websocket", CS_STREAM: "stream", CS_LONGPOLL: "longpoll",
-               CS_CLOSING: "closing", CS_CLOSED: "closed"}
-
-# The 101 carries the no-cache headers of every other answer: push-stream sets them before
-# writing its 101 (ngx_http_push_stream_module_websocket.c, set_expires)
-NO_CACHE_HEADERS = (("Cache-Control", "no-cache, no-store, must-revalidate"),
-                    ("Expires", "Thu, 01 Jan 1970 00:00:01 GMT"))
-
 # Answer to a connection past max_connections: sent once without waiting, then closed.
-cdef bytes OVERLOAD_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\n"
-                                b"X-Gogin-Explain: Too many connections.\r\n"
-                                b"Content-Length: 0\r\nConnection: close\r\n\r\n")
-
-
-def build_head(int status, headers=(), Py_ssize_t content_length=-1, bint keep_alive=True):
-    """HTTP/1.1 response head as bytes (the body length, if given, adds Content-Length)."""
-    parts = [f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\n"]
-    for name, value in headers:
-        if "\r" in name or "\n" in name or "\r" in str(value) or "\n" in str(value):
-            raise ValueError(f"header {name!r} contains CR or LF")
-        parts.append(f"{name}: {value}\r\n")
-    if content_length >= 0:
-        parts.append(f"Content-Length: {content_length}\r\n")
-    if not keep_alive:
-        parts.append("Connection: close\r\n")
-    parts.append("\r\n")
-    return "".join(parts).encode("latin-1")
+cdef bytes OVERLOAD_RESPONSE = error_answer(503, "Too many connections.")
 
 
 cdef inline int64_t _monotonic_ns() noexcept nogil:
@@ -242,14 +208,14 @@ cdef Frame *_render_stored(Channel ch, Stored *s, Format fmt) except NULL:
     return f
 
 
-# The publisher fast path's answers: the same bytes build_head() and Connection.respond() give
-# the Python publisher location (gogin/locations/publisher.py) for a 200.
-cdef bytes PUB_NO_CACHE = (b"Cache-Control: no-cache, no-store, must-revalidate\r\n"
-                           b"Expires: Thu, 01 Jan 1970 00:00:01 GMT\r\n")
+# The publisher fast path's answers: the heads Connection.respond() writes for the Python
+# publisher location's 200 (gogin/locations/publisher.py), built by the same function.
+cdef bytes PUB_EMPTY_START = head_start(200, NO_CACHE_HEADERS)
 # push-stream's Accept subtypes in the module's order (gogin/stats.py FORMATS): the first one a
 # part after a '/' starts with wins; JSON when none does
 PUB_SUBTYPES = ("plain", "json", "yaml", "xml", "x-json", "x-yaml")
-PUB_JSON_TYPES = {"json": b"application/json", "x-json": b"text/x-json"}
+PUB_INFO_STARTS = {subtype: head_start(200, (("Content-Type", ctype),) + NO_CACHE_HEADERS)
+                   for subtype, ctype in (("json", "application/json"), ("x-json", "text/x-json"))}
 PUB_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:~@/")
 
 
@@ -375,9 +341,12 @@ cdef class Connection:
             body = body.encode("utf-8")
         keep = bool(self.c.flags & CF_KEEPALIVE) if keep_alive is None else bool(keep_alive)
         keep = keep and not self._hub._closing
-        head = build_head(status, headers, -1 if status < 200 or status in (204, 304) else len(body),
-                          keep)
-        data = head if (self._head_only or not body) else head + body
+        if not isinstance(body, bytes):
+            body = bytes(body)
+        cdef bint sent = not self._head_only
+        data = finish_answer(head_start(status, headers),
+                             -1 if status < 200 or status in (204, 304) else len(body), keep,
+                             <const unsigned char *>PyBytes_AS_STRING(body), len(body) if sent else 0)
         self._hub._send_bytes(&self.c, data)
         if keep:
             self._hub._to_head(&self.c)
@@ -408,7 +377,7 @@ cdef class Connection:
                     ("Sec-WebSocket-Accept", accept_key(key))]
             hdrs.extend(NO_CACHE_HEADERS)
             hdrs.extend(headers)
-            hub._send_bytes(&self.c, build_head(101, hdrs))
+            hub._send_bytes(&self.c, finish_answer(head_start(101, hdrs), -1, True, NULL, 0))
         conn_upgrade(&self.c, max_message_size if max_message_size > 0 else hub.max_message_size,
                      deflate)
         self._publish_to = list(publish_to) if publish_to else None
@@ -461,8 +430,7 @@ cdef class Connection:
         """Answer a held long-poll now with its timeout response (polling: nothing new)."""
         if self.c.state != CS_LONGPOLL:
             return False
-        self._hub._settle_conn(&self.c)
-        self._hub._reg.unsubscribe_all(&self.c.subs)
+        self._hub._leave_all(&self.c)
         if self._timeout_response:
             self._hub._send_bytes(&self.c, self._timeout_response)
         self._hub._finish_longpoll(&self.c)
@@ -1353,7 +1321,7 @@ cdef class Hub:
     cdef bint _fast_publish(self, Conn *c, Connection conn, Request req) except -1:
         cdef PublishRoute r = self._pub_routes.get(req.path)
         cdef str k, v, given = None, auth = None, ctype = None, accept = None, ids, name
-        cdef bytes body, head, answer
+        cdef bytes body, answer
         cdef list names
         cdef Channel ch
         cdef bint binary, keep
@@ -1429,7 +1397,7 @@ cdef class Hub:
                     break
             if subtype is None:
                 subtype = "json"
-            if subtype not in PUB_JSON_TYPES:
+            if subtype not in PUB_INFO_STARTS:
                 return False
         if ctype is not None and ctype.split(";")[0].strip().lower() == \
                 "application/octet-stream":
@@ -1448,13 +1416,11 @@ cdef class Hub:
             answer = (b'{"channel": "%s", "published_messages": %d, "stored_messages": %d, '
                       b'"subscribers": %d}\r\n' % (ch.name_json, ch.published, ch.hist.count,
                                                   ch.subscribers))
-            head = (b"HTTP/1.1 200 OK\r\nContent-Type: " + <bytes>PUB_JSON_TYPES[subtype]
-                    + b"\r\n" + PUB_NO_CACHE + b"Content-Length: %d\r\n" % len(answer))
+            self._send_bytes(c, finish_answer(<bytes>PUB_INFO_STARTS[subtype], len(answer), keep,
+                                              <const unsigned char *>PyBytes_AS_STRING(answer),
+                                              len(answer)))
         else:
-            answer = b""
-            head = b"HTTP/1.1 200 OK\r\n" + PUB_NO_CACHE + b"Content-Length: 0\r\n"
-        head += b"\r\n" if keep else b"Connection: close\r\n\r\n"
-        self._send_bytes(c, head + answer)
+            self._send_bytes(c, finish_answer(PUB_EMPTY_START, 0, keep, NULL, 0))
         if keep:
             self._to_head(c)
         else:
@@ -1464,9 +1430,7 @@ cdef class Hub:
     cdef void _error_response(self, Conn *c, int status, str explain):
         """Answer a bad request with its status and explain header, then close: after a
         malformed head, the stream position of the next request is unknown."""
-        body = build_head(status, [("X-Gogin-Explain", explain), ("Content-Type", "text/plain")],
-                          0, False)
-        self._send_bytes(c, body)
+        self._send_bytes(c, error_answer(status, explain))
         self._begin_close(c)
 
     cdef void _feed_ws(self, Conn *c, const unsigned char *data, Py_ssize_t n):
@@ -1503,10 +1467,7 @@ cdef class Hub:
                 # latest ping).
                 f = frame_from(ev.out, ev.out_len)
                 if f != NULL:
-                    self._settle_conn(c)
-                    if enqueue_control(&self._fs, c, f):
-                        self._schedule_turn()
-                    frame_decref(f)
+                    self._queue_frame(c, f, True)
                     if self._fs.post != NULL:
                         self._process_post()     # closes it if it became a slow consumer
             elif kind == CE_WS_CLOSE:
@@ -1551,15 +1512,20 @@ cdef class Hub:
 
     # -- writing helpers ---------------------------------------------------------------------
 
-    cdef void _queue_frame(self, Conn *c, Frame *f):
-        """Queue a frame the caller made (takes over its reference)."""
+    cdef void _queue_frame(self, Conn *c, Frame *f, bint control=False):
+        """Queue a frame to one connection (takes over the caller's reference).  Every such
+        frame, an answer, a ping or pong, a close, goes through here, so the corked batches of
+        c's own groups are queued first in this one place (ordering without a global
+        settle).  control: a pong, under the backpressure budget (skipped past it; the close
+        policy marks the connection slow); anything else is queued whatever the budget."""
+        cdef int r
         self._settle_conn(c)
-        if enqueue_always(&self._fs, c, f) < 0:
-            frame_decref(f)
-            self._close(c, "out of memory")
-            return
+        r = enqueue_control(&self._fs, c, f) if control else enqueue_always(&self._fs, c, f)
         frame_decref(f)
-        self._schedule_turn()
+        if r < 0:
+            self._close(c, "out of memory")
+        elif r > 0 or not control:
+            self._schedule_turn()
 
     cdef void _send_out(self, Conn *c, ConnEvent *ev):
         """Queue the bytes the machine asks to send (ev.out)."""
@@ -1588,8 +1554,7 @@ cdef class Hub:
         """Write what is queued, half-close, then close on EOF or after `linger`."""
         if c.state == CS_CLOSED:
             return
-        self._settle_conn(c)
-        self._reg.unsubscribe_all(&c.subs)
+        self._leave_all(c)
         cdef int64_t at = conn_begin_close(c, &self._cc, self._wheel.now)
         if c.flags & CF_READ_PAUSED:
             c.flags &= ~CF_READ_PAUSED
@@ -1610,9 +1575,7 @@ cdef class Hub:
         """Queue a close frame (ev.out) whatever the budget, then close after it."""
         cdef Frame *f = frame_from(ev.out, ev.out_len)
         if f != NULL:
-            self._settle_conn(c)
-            enqueue_always(&self._fs, c, f)
-            frame_decref(f)
+            self._queue_frame(c, f)
         self._begin_close(c)
 
     cdef _close_gracefully(self, Connection conn, int code, reason):
@@ -1643,8 +1606,7 @@ cdef class Hub:
         self._schedule_turn()
 
     cdef void _release_conn(self, Conn *c):
-        self._settle_conn(c)
-        self._reg.unsubscribe_all(&c.subs)
+        self._leave_all(c)
         self._wheel_set(c, 0)
         self._sel_remove(c.fd)
         close(c.fd)
@@ -2225,6 +2187,13 @@ cdef class Hub:
             if self._fs.post != NULL or self._fs.dirty != NULL:
                 self._schedule_turn()
 
+    cdef void _leave_all(self, Conn *c):
+        """c leaves every channel it is on: its groups' corked batches are queued first, to
+        every member they were built for (c included: it still gets what was published
+        before it left)."""
+        self._settle_conn(c)
+        self._reg.unsubscribe_all(&c.subs)
+
     cdef void _settle_channel(self, Channel ch):
         """A subscription of ch changes: its batches go to the subscribers they were built
         for, before anyone joins or leaves."""
@@ -2274,8 +2243,7 @@ cdef class Hub:
 
     cdef void _finish_longpoll(self, Conn *c):
         (<Connection>c.obj)._footer = None
-        self._settle_conn(c)
-        self._reg.unsubscribe_all(&c.subs)
+        self._leave_all(c)
         if c.flags & CF_KEEPALIVE and not self._closing:
             self._to_head(c)
         else:
@@ -2486,8 +2454,7 @@ cdef class Hub:
         elif kind == CE_CLOSE:
             self._close(c, ev.explain.decode("latin-1"))
         elif kind == CE_LONGPOLL_TIMEOUT:
-            self._settle_conn(c)
-            self._reg.unsubscribe_all(&c.subs)
+            self._leave_all(c)
             if conn._timeout_response:
                 self._send_bytes(c, conn._timeout_response)
             self._finish_longpoll(c)
@@ -2499,8 +2466,8 @@ cdef class Hub:
                 if c.state == CS_WEBSOCKET and ping == NULL:
                     ping = (<Format>self._formats[0]).ping_frame()
                 if ping != NULL:
-                    self._settle_conn(c)
-                    enqueue_always(&self._fs, c, ping)
+                    frame_incref(ping)           # the format's shared ping keeps its own
+                    self._queue_frame(c, ping)
             self._wheel_set(c, conn_deadline(c))
 
     # -- shutdown ----------------------------------------------------------------------------

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-from gogin._core import build_head
+from gogin._core import NO_CACHE_HEADERS, build_head
 from gogin.publish import HttpError
 
-NO_CACHE = [("Cache-Control", "no-cache, no-store, must-revalidate"),
-            ("Expires", "Thu, 01 Jan 1970 00:00:01 GMT")]
+NO_CACHE = list(NO_CACHE_HEADERS)
 CORS_REQUEST_HEADERS = ("If-Modified-Since, If-None-Match, Last-Event-ID, Event-Id, Event-Type, "
                         "Content-Type, X-Api-Key, Authorization")
 CORS_EXPOSE_HEADERS = "Last-Modified, Etag, X-Gogin-Explain"

@@ -16,7 +16,7 @@ from typing import Optional
 import msgspec
 
 from gogin import tokens
-from gogin._core import Opcode, format_http_date
+from gogin._core import Opcode, build_head_start, format_http_date
 from gogin.auth import PublishRequest, SubscribeRequest
 from gogin.brokers import BrokerUnavailable
 from gogin.expiry import ExpiryWheel
@@ -116,9 +116,8 @@ class SubscriberLocation(Location):
         if fmt is None:
             hdrs = [("Content-Type", "text/plain; charset=utf-8")] + NO_CACHE + \
                 self.http.cors_headers(origin)
-            head = ("HTTP/1.1 200 OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs))
             fmt = self.ctx.hub.format("longpoll", self.cfg.template,
-                                      head=head.encode("latin-1"))
+                                      head=build_head_start(200, hdrs))
             self._lp_formats[origin] = fmt
         return fmt
 
