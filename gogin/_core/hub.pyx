@@ -1324,7 +1324,7 @@ cdef class Hub:
         cdef bytes body, answer
         cdef list names
         cdef Channel ch
-        cdef bint binary, keep
+        cdef bint binary, keep, created
         cdef Py_ssize_t n
         cdef str subtype
         if r is None:
@@ -1406,10 +1406,9 @@ cdef class Hub:
             binary = not utf8_valid(<const unsigned char *>PyBytes_AS_STRING(body), n)
         # decided: publish, then answer as Connection.respond would
         for name in names:
-            ch = self._reg.get_or_create(name)
-            ch.persistent = True
-            self._publish_c(name, <const unsigned char *>PyBytes_AS_STRING(body), n, binary,
-                            None, None)
+            ch = self._creating(name, &created)
+            self._publish_ch(ch, <const unsigned char *>PyBytes_AS_STRING(body), n, binary,
+                             None, None)
         r.answered += 1
         keep = bool(c.flags & CF_KEEPALIVE) and not self._closing
         if r.info:
@@ -1452,7 +1451,8 @@ cdef class Hub:
                 if conn._publish_to is not None:
                     # trusted publisher: the core publishes without calling Python
                     for ch in conn._publish_to:
-                        self._publish_c(ch, ev.data, ev.len, ev.opcode == BINARY, None, None)
+                        self._publish_ch(self._reg.channels.get(ch), ev.data, ev.len,
+                                         ev.opcode == BINARY, None, None)
                 elif self.on_message is not None:
                     payload = PyBytes_FromStringAndSize(<const char *>ev.data, ev.len)
                     try:
@@ -1686,23 +1686,18 @@ cdef class Hub:
         else:
             is_binary = bool(binary)
         if isinstance(channels, str):
-            if create:
-                self._reg.get_or_create(<str>channels).persistent = True
-            return self._publish_c(<str>channels, p, n, is_binary, event_id, event_type)
+            ch = self._creating(<str>channels, &created) if create else \
+                self._reg.channels.get(<str>channels)
+            return self._publish_ch(ch, p, n, is_binary, event_id, event_type)
         if not isinstance(channels, (list, tuple)):
             raise TypeError("channels must be a str, or a list or tuple of str")
         out = []
         for name in channels:
             if not isinstance(name, str):
                 raise TypeError("channel names must be str")
-            ch = self._reg.channels.get(name)
             created = False
-            if ch is None and create:
-                ch = self._reg.get_or_create(<str>name)
-                created = True
-            if ch is not None and create:
-                ch.persistent = True
-            queued = self._publish_c(<str>name, p, n, is_binary, event_id, event_type)
+            ch = self._creating(<str>name, &created) if create else self._reg.channels.get(name)
+            queued = self._publish_ch(ch, p, n, is_binary, event_id, event_type)
             out.append((ch, queued, created))
         return out
 
@@ -1728,7 +1723,7 @@ cdef class Hub:
         cdef list names, errors = None
         cdef str name
         cdef const char *p = NULL
-        cdef Channel ch
+        cdef bint created
         for i in range(len(items)):
             item = items[i]
             ids = item.id
@@ -1778,21 +1773,28 @@ cdef class Hub:
                 continue
             for j in range(k):
                 name = <str>ids if names is None else <str>names[j]
-                ch = self._reg.channels.get(name)
-                if ch is None:
-                    ch = self._reg.get_or_create(name)
-                ch.persistent = True
-                self._publish_c(name, <const unsigned char *>p, plen, False, eid, etype)
+                self._publish_ch(self._creating(name, &created), <const unsigned char *>p, plen,
+                                 False, eid, etype)
         return errors
 
-    cdef Py_ssize_t _publish_c(self, str channel, const unsigned char *data, Py_ssize_t n,
-                               bint binary, event_id, event_type) except -1:
-        """A local publish: this node numbers the message (id, time, tag), then _emit."""
-        cdef Channel ch
+    cdef Channel _creating(self, str name, bint *created):
+        """The channel a creating publish goes to (every publish of the core's own paths, and
+        publish(create=True)): made on its first publish, numbered from 1, and kept while
+        empty (persistent, as ensure_channel)."""
+        cdef Channel ch = self._reg.channels.get(name)
+        created[0] = ch is None
+        if ch is None:
+            ch = self._reg.get_or_create(name)
+        ch.persistent = True
+        return ch
+
+    cdef Py_ssize_t _publish_ch(self, Channel ch, const unsigned char *data, Py_ssize_t n,
+                                bint binary, event_id, event_type) except -1:
+        """A local publish: counted; a channel that does not exist (None) gets nothing, else
+        this node numbers the message (id, time, tag), then _emit."""
         cdef bytes eid = b"", etype = b""
         cdef int64_t now
         self._fs.published += 1
-        ch = self._reg.channels.get(channel)
         if ch is None:
             return 0
         now = self._next_position()
