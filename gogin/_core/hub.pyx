@@ -57,6 +57,7 @@ from gogin._core.history cimport (
 )
 from gogin._core.envelope cimport Envelope, envelope_parse, ENV_BINARY, ENV_DELETED
 from gogin._core.http cimport Request
+from gogin._core.pubroute cimport PublishRoute, publish_answer
 from gogin._core.responses cimport head_start, finish_answer, error_answer
 from gogin._core.registry cimport Registry, Channel, Sub
 from gogin._core.selector cimport Selector, GG_READABLE, GG_WRITABLE, GG_NONE
@@ -206,45 +207,6 @@ cdef Frame *_render_stored(Channel ch, Stored *s, Format fmt) except NULL:
     finally:
         message_release(&m)
     return f
-
-
-# The publisher fast path's answers: the heads Connection.respond() writes for the Python
-# publisher location's 200 (gogin/locations/publisher.py), built by the same function.
-cdef bytes PUB_EMPTY_START = head_start(200, NO_CACHE_HEADERS)
-# push-stream's Accept subtypes in the module's order (gogin/stats.py FORMATS): the first one a
-# part after a '/' starts with wins; JSON when none does
-PUB_SUBTYPES = ("plain", "json", "yaml", "xml", "x-json", "x-yaml")
-PUB_INFO_STARTS = {subtype: head_start(200, (("Content-Type", ctype),) + NO_CACHE_HEADERS)
-                   for subtype, ctype in (("json", "application/json"), ("x-json", "text/x-json"))}
-PUB_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:~@/")
-
-
-@cython.final
-cdef class PublishRoute:
-    """One publisher location the core answers itself in the common case (Hub.publish_route)."""
-    cdef bint public                 # no network / API key check
-    cdef bytes api_key               # UTF-8, or None: no key
-    cdef bint info                   # answer with the channel's info (else an empty 200)
-    cdef str events_channel          # never published here; a new channel needs Python's event
-    cdef Py_ssize_t max_id_len
-    cdef Py_ssize_t max_message_size
-    cdef bint cors                   # allowed origins configured: a request with Origin goes
-                                     # to Python (its CORS headers)
-    cdef readonly int64_t answered   # requests the core answered on this route
-
-
-cdef inline bint _same_secret(bytes a, bytes b):
-    # constant time in the length of b (hmac.compare_digest's promise for equal lengths)
-    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(b)
-    cdef const unsigned char *x = <const unsigned char *>PyBytes_AS_STRING(a)
-    cdef const unsigned char *y = <const unsigned char *>PyBytes_AS_STRING(b)
-    cdef unsigned char d = 0
-    if PyBytes_GET_SIZE(a) != n:
-        return False
-    for i in range(n):
-        d |= x[i] ^ y[i]
-    return d == 0
-
 
 
 @cython.final
@@ -1299,15 +1261,10 @@ cdef class Hub:
                       events_channel=None, Py_ssize_t max_channel_id_length=1024,
                       Py_ssize_t max_message_size=1 << 20, bint cors=False):
         """Let the core answer the common publish to `path` (exact match) itself."""
-        cdef PublishRoute r = PublishRoute.__new__(PublishRoute)
-        r.public = public
-        r.api_key = api_key.encode("utf-8") if api_key else None
-        r.info = info
-        r.events_channel = events_channel or None
-        r.max_id_len = max_channel_id_length
-        r.max_message_size = max_message_size
-        r.cors = cors
-        r.answered = 0
+        cdef PublishRoute r = PublishRoute(
+            public=public, api_key=api_key, info=info, events_channel=events_channel,
+            max_channel_id_length=max_channel_id_length, max_message_size=max_message_size,
+            cors=cors)
         self._pub_routes[path] = r
 
     def clear_publish_routes(self):
@@ -1319,107 +1276,27 @@ cdef class Hub:
         return {k: (<PublishRoute>v).answered for k, v in self._pub_routes.items()}
 
     cdef bint _fast_publish(self, Conn *c, Connection conn, Request req) except -1:
+        """The common publish answered without Python (pubroute.pyx decides, before anything
+        changes); False: Python takes the request."""
         cdef PublishRoute r = self._pub_routes.get(req.path)
-        cdef str k, v, given = None, auth = None, ctype = None, accept = None, ids, name
-        cdef bytes body, answer
         cdef list names
-        cdef Channel ch
-        cdef bint binary, keep, created
-        cdef Py_ssize_t n
-        cdef str subtype
+        cdef bint binary = False, keep, created
+        cdef int answer = 0
+        cdef Channel ch = None
+        cdef str name
         if r is None:
             return False
-        if req.method != "POST" and req.method != "PUT":
-            return False
-        if not r.public and not conn.peer_allowed:
-            return False
-        for k, v in req.headers:
-            if k == "x-api-key":
-                if given is None:
-                    given = v
-            elif k == "authorization":
-                if auth is None:
-                    auth = v
-            elif k == "content-type":
-                if ctype is None:
-                    ctype = v
-            elif k == "accept":
-                if accept is None:
-                    accept = v
-            elif k == "upgrade" or k == "sec-websocket-key" or k == "event-id" \
-                    or k == "event-type":
-                return False
-            elif k == "connection":
-                if "upgrade" in v.lower():
-                    return False
-            elif k == "origin":
-                if r.cors:
-                    return False
-        if r.api_key is not None:
-            if not given and auth is not None and auth.lower().startswith("bearer "):
-                given = auth[7:].strip()
-            if not _same_secret((given or "").encode("utf-8"), r.api_key):
-                return False
-        # the query: exactly id=<ids> in plain characters (no escapes: nothing to decode)
-        ids = req.query
-        if not ids.startswith("id=") or len(ids) == 3:
-            return False
-        ids = ids[3:]
-        for k in ids:
-            if k not in PUB_ID_CHARS:
-                return False
-        names = []
-        for name in ids.split("/"):
-            if not name or name in names:
-                continue
-            if len(name) > r.max_id_len or name == "ALL" or name == "." or name == "..":
-                return False
-            names.append(name)
-        if not names or (r.info and len(names) > 1):
+        names = r.decide(req, conn.peer_allowed, self._reg.channels, &binary, &answer)
+        if names is None:
             return False
         body = req.body
-        n = PyBytes_GET_SIZE(body)
-        if n == 0 or n > r.max_message_size:
-            return False
-        if r.events_channel is not None:
-            for name in names:
-                if name == r.events_channel or name not in self._reg.channels:
-                    return False
-        subtype = "json"
-        if r.info and accept:
-            subtype = None
-            for k in accept.split("/")[1:]:
-                for v in PUB_SUBTYPES:
-                    if k.startswith(v):
-                        subtype = v
-                        break
-                if subtype is not None:
-                    break
-            if subtype is None:
-                subtype = "json"
-            if subtype not in PUB_INFO_STARTS:
-                return False
-        if ctype is not None and ctype.split(";")[0].strip().lower() == \
-                "application/octet-stream":
-            binary = True
-        else:
-            binary = not utf8_valid(<const unsigned char *>PyBytes_AS_STRING(body), n)
-        # decided: publish, then answer as Connection.respond would
         for name in names:
             ch = self._creating(name, &created)
-            self._publish_ch(ch, <const unsigned char *>PyBytes_AS_STRING(body), n, binary,
-                             None, None)
+            self._publish_ch(ch, <const unsigned char *>PyBytes_AS_STRING(body),
+                             PyBytes_GET_SIZE(body), binary, None, None)
         r.answered += 1
         keep = bool(c.flags & CF_KEEPALIVE) and not self._closing
-        if r.info:
-            answer = (b'{"channel": "%s", "published_messages": %d, "stored_messages": %d, '
-                      b'"subscribers": %d}\r\n' % (ch.name_json, ch.published, ch.hist.count,
-                                                  ch.subscribers))
-            self._send_bytes(c, finish_answer(<bytes>PUB_INFO_STARTS[subtype], len(answer), keep,
-                                              <const unsigned char *>PyBytes_AS_STRING(answer),
-                                              len(answer)))
-        else:
-            self._send_bytes(c, finish_answer(PUB_EMPTY_START, 0, keep, NULL, 0))
+        self._send_bytes(c, publish_answer(answer, ch, keep))
         if keep:
             self._to_head(c)
         else:

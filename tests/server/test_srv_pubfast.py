@@ -1,4 +1,4 @@
-"""The publisher's fast path (gogin/_core/hub.pyx, Hub.publish_route): the core answers the
+"""The publisher's fast path (gogin/_core/pubroute.pyx, Hub.publish_route): the core answers the
 common publish itself, with the bytes the Python publisher location gives, and hands every
 other request to Python unchanged.  An in-process server, raw sockets."""
 
