@@ -20,7 +20,7 @@ from setuptools import Extension, setup
 
 CORE = "gogin/_core"
 MODULES = ["selector", "http", "frames", "buffers", "deflate", "history", "registry", "envelope",
-           "formats", "responses", "pubroute", "connection", "timers", "fanout", "hub"]
+           "formats", "responses", "pubroute", "replay", "connection", "timers", "fanout", "hub"]
 LIBRARIES = {"deflate": ["z"]}      # zlib: permessage-deflate (RFC 7692)
 BENCH = "gogin/bench"
 BENCH_MODULES = ["_loadclient"]     # gogin-bench's C receive loop (cimports the core selector)

@@ -57,6 +57,7 @@ from gogin._core.history cimport (
 )
 from gogin._core.envelope cimport Envelope, envelope_parse, ENV_BINARY, ENV_DELETED
 from gogin._core.http cimport Request
+from gogin._core.replay cimport find_event, replay_start, gap_record, stored_frame
 from gogin._core.pubroute cimport PublishRoute, publish_answer
 from gogin._core.responses cimport head_start, finish_answer, error_answer
 from gogin._core.registry cimport Registry, Channel, Sub
@@ -117,96 +118,11 @@ cdef inline int64_t _monotonic_ms() noexcept nogil:
     return <int64_t>ts.tv_sec * 1000 + ts.tv_nsec // 1000000
 
 
-cdef Stored *_find_event(Channel ch, event_id) except? NULL:
-    """The newest stored message of ch whose event id is event_id, or NULL."""
-    cdef bytes eid = event_id.encode("utf-8") if isinstance(event_id, str) else bytes(event_id)
-    cdef Stored *s = ch.hist.last
-    while s != NULL and not (s.eid_len == len(eid) and
-                             s.data[s.len:s.len + s.eid_len] == eid):
-        s = s.cprev
-    return s
-
-
 cdef inline int64_t _mark_after(int64_t tag, int mod, int res) noexcept:
     """The smallest k * mod + res (k >= 0) greater than tag."""
     if tag < res:
         return res
     return ((tag - res) // mod + 1) * mod + res
-
-
-cdef bint _replay_start(Channel ch, Py_ssize_t last, since_id, since_time, int since_tag,
-                        event_id, Stored **first, bint *gap) except -1:
-    """Where a replay from a position starts in ch's stored messages (*first, NULL: nothing
-    after it) and whether messages after the position were lost (*gap).  False when no
-    position is given."""
-    cdef Stored *s = ch.hist.first
-    cdef Py_ssize_t k
-    gap[0] = False
-    if last > 0:
-        s = ch.hist.last
-        k = 1
-        while k < last and s != NULL and s.cprev != NULL:
-            s = s.cprev
-            k += 1
-        gap[0] = last > ch.hist.count and ch.hist.lost > 0
-    elif since_id is not None:
-        while s != NULL and s.id <= since_id:
-            s = s.cnext
-        gap[0] = ch.hist.lost > 0 and since_id < ch.hist.lost_id
-    elif since_time is not None:
-        while s != NULL and (s.time < since_time or (s.time == since_time and s.tag <= since_tag)):
-            s = s.cnext
-        gap[0] = ch.hist.lost > 0 and (since_time < ch.hist.lost_time or
-                                       (since_time == ch.hist.lost_time and since_tag < ch.hist.lost_tag))
-    elif event_id is not None:
-        s = _find_event(ch, event_id)
-        if s != NULL:
-            s = s.cnext
-        else:
-            s = ch.hist.first      # unknown id: everything stored, and say so
-            gap[0] = True
-    else:
-        return False
-    first[0] = s
-    return True
-
-
-cdef void _gap_record(Channel ch, Stored *next_, bytes text, Stored *g) noexcept:
-    """The gap signal as a stored message: id -4, placed (time, tag) just before `next_` (or
-    at the channel's last message when nothing follows).  g borrows text's bytes."""
-    memset(g, 0, sizeof(Stored))
-    g.id = -4
-    g.time = next_.time if next_ != NULL else ch.last_time
-    g.tag = next_.tag - 1 if next_ != NULL else ch.last_tag
-    g.data = <unsigned char *>PyBytes_AS_STRING(text)
-    g.len = len(text)
-
-
-cdef Frame *_render_stored(Channel ch, Stored *s, Format fmt) except NULL:
-    """One stored message rendered in fmt (Format.render: binary ones as binary frames on
-    WebSocket, compressed on a permessage-deflate format)."""
-    cdef Message m
-    cdef Frame *f
-    memset(&m, 0, sizeof(Message))
-    m.data = s.data
-    m.len = s.len
-    m.binary = s.binary
-    m.id = s.id
-    m.time = s.time
-    m.tag = s.tag
-    m.event_id = s.data + s.len
-    m.event_id_len = s.eid_len
-    m.event_type = s.data + s.len + s.eid_len
-    m.event_type_len = s.etype_len
-    m.channel = <const unsigned char *>PyBytes_AS_STRING(ch.name_utf8)
-    m.channel_len = len(ch.name_utf8)
-    m.channel_json = <const unsigned char *>PyBytes_AS_STRING(ch.name_json)
-    m.channel_json_len = len(ch.name_json)
-    try:
-        f = fmt.render(&m)
-    finally:
-        message_release(&m)
-    return f
 
 
 @cython.final
@@ -461,7 +377,7 @@ cdef class Connection:
         if last == 0 and since_id is None and hub._foreign_position(ch, since_time, since_tag):
             s = NULL                   # nothing here is known to follow the client's position
             gap = True
-        elif not _replay_start(ch, last, since_id, since_time, since_tag, event_id, &s, &gap):
+        elif not replay_start(ch, last, since_id, since_time, since_tag, event_id, &s, &gap):
             return (0, False)
         if gap and gap_text is not None:
             hub._replay_gap(&self.c, ch, s, gap_text)
@@ -2084,12 +2000,12 @@ cdef class Hub:
     cdef void _replay_gap(self, Conn *c, Channel ch, Stored *next_, bytes text):
         """The gap signal (_gap_record), rendered and queued like a stored message."""
         cdef Stored g
-        _gap_record(ch, next_, text, &g)
+        gap_record(ch, next_, text, &g)
         self._replay_one(c, ch, &g)
 
     cdef void _replay_one(self, Conn *c, Channel ch, Stored *s):
         """Render one stored message in c's format and queue it (catch-up)."""
-        self._queue_frame(c, _render_stored(ch, s, <Format>self._formats[c.fmt]))
+        self._queue_frame(c, stored_frame(ch, s, <Format>self._formats[c.fmt]))
 
     cdef void _process_post(self):
         """After a publish: close slow consumers, complete long-polls that got their message."""
@@ -2161,7 +2077,7 @@ cdef class Hub:
             return since_id is not None and since_id > 0 or event_id is not None
         if last == 0 and since_id is None and self._foreign_position(ch, since_time, since_tag):
             return True
-        if not _replay_start(ch, last, since_id, since_time, since_tag, event_id, &s, &gap):
+        if not replay_start(ch, last, since_id, since_time, since_tag, event_id, &s, &gap):
             return False
         return s != NULL or gap
 
@@ -2182,15 +2098,15 @@ cdef class Hub:
         if last == 0 and since_id is None and self._foreign_position(ch, since_time, since_tag):
             s = NULL
             gap = True
-        elif not _replay_start(ch, last, since_id, since_time, since_tag, event_id, &s, &gap):
+        elif not replay_start(ch, last, since_id, since_time, since_tag, event_id, &s, &gap):
             return out
         if gap and gap_text is not None:
-            _gap_record(ch, s, gap_text, &g)
-            f = _render_stored(ch, &g, fmt)
+            gap_record(ch, s, gap_text, &g)
+            f = stored_frame(ch, &g, fmt)
             out.append((g.time, g.tag, f.data[:f.len]))
             frame_decref(f)
         while s != NULL:
-            f = _render_stored(ch, s, fmt)
+            f = stored_frame(ch, s, fmt)
             out.append((s.time, s.tag, f.data[:f.len]))
             frame_decref(f)
             s = s.cnext
@@ -2203,7 +2119,7 @@ cdef class Hub:
         cdef Stored *s
         if ch is None:
             return None
-        s = _find_event(ch, event_id)
+        s = find_event(ch, event_id)
         return None if s == NULL else (s.time, s.tag)
 
     def clear_history(self, str name):
