@@ -136,6 +136,9 @@ class Hub:
     def requests(self) -> int: ...
     @property
     def messages_in(self) -> int: ...
+    @property
+    def paced(self) -> int:
+        """Write passes that waited (flush_pacing)."""
     # formats, listeners, loop integration
     def format(self, kind: str, template: str | bytes = "~text~", *, ping: bytes = b"",
                head: bytes = b"", chunked: bool = True, footer: bytes = b"", deflate: int = 0,

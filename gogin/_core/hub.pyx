@@ -477,6 +477,7 @@ cdef class Hub:
     cdef int64_t _pass_writes
     cdef Conn *_pass_last           # ... and the last connection it has to write (on the list)
     cdef object _pace_handle
+    cdef readonly int64_t paced     # write passes that waited (pacing)
     cdef list _pending              # channels holding corked batches (fanout_publish)
     cdef Py_ssize_t _read_ahead     # bytes kept of a client's unanswered requests before its
                                     # reads pause: PENDING_READ_MAX, or a head's limit if larger
@@ -563,6 +564,7 @@ cdef class Hub:
             raise ValueError("flush_pacing must be >= 0")
         self._pacing = flush_pacing
         self._pace_until = 0
+        self.paced = 0
         self._pending = []
         self._fs.max_backpressure = max_backpressure
         self._fs.drop_policy = backpressure_policy == "drop"
@@ -817,6 +819,7 @@ cdef class Hub:
         if self._pace_handle is None:
             self._pace_handle = self._loop.call_later((self._pace_until - now) / 1e9,
                                                       self._on_pace)
+            self.paced += 1
         return True
 
     def _on_pace(self):
@@ -1020,6 +1023,8 @@ cdef class Hub:
             return
         if c.state == CS_HEAD or c.state == CS_BODY:
             self._feed_http(c, self._rbuf, n)
+            if c.state == CS_CLOSED:
+                return
             if c.state == CS_HEAD and (c.rlen >= self._read_ahead or self._backlogged(c)):
                 # pipelined requests the client does not read the answers of: stop reading
                 # until they drain (the keep-alive timeout closes a client that never reads)
@@ -1066,6 +1071,13 @@ cdef class Hub:
         # (Only after progress: an incomplete head waits for more bytes, not for another turn.)
         if used > 0 and c.rlen > 0 and (c.state == CS_HEAD or c.state == CS_WEBSOCKET):
             self._queue_resume(c)
+        if c.out.count > 0 and self._pace_until != 0 and c.state != CS_CLOSED \
+                and not (c.flags & CF_WRITE_ARMED):
+            # Answers are not paced: what these requests were answered leaves now, in one
+            # sendmsg, not after the pacing wait of the subscribers' bytes.  A publisher that
+            # waits for its answers (requests in flight) would else slow down with every
+            # wait, and leave the core idle meanwhile.
+            self._write(c)
 
     cdef inline bint _backlogged(self, Conn *c) noexcept:
         # answers queued to a client that does not read them: parse no more of its requests
@@ -2182,6 +2194,7 @@ cdef class Hub:
             "dropped": self._fs.dropped,
             "closed_slow": self._fs.closed_slow,
             "writes": self._fs.writes,
+            "paced": self.paced,
             "frames_built": self._fs.frames_built,
             "frames_live": live,
             "messages_in": self.messages_in,

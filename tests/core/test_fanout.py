@@ -294,6 +294,7 @@ def test_pacing_coalesces_publishes_of_consecutive_loop_turns(pacing):
         if pacing:
             # at least half the write passes saved (how many depends on the machine's speed)
             assert writes <= k * n // 2, writes
+            assert hub.stats()["paced"] >= 1
         else:
             # a pass longer than the write slice goes on in the next turn, where the connections
             # it had not reached yet carry two publishes in one sendmsg: at most one each
@@ -302,6 +303,57 @@ def test_pacing_coalesces_publishes_of_consecutive_loop_turns(pacing):
             events = parse_server_frames(drain(c))
             assert [e[2] for e in events] == [b"m%02d" % i for i in range(k)]
     finally:
+        subs.close()
+        hub.close()
+
+
+def test_answers_are_not_paced():
+    """While the subscribers' bytes wait for pacing, a request read meanwhile is answered at
+    once: its answer is written at the end of the read, not after the wait (with the write
+    pass, FIFO, it would leave after every subscriber was written)."""
+    import asyncio
+
+    def on_request(conn, req):
+        conn.respond(200, [("Content-Type", "text/plain")], b"ok")
+
+    n = 2000
+    hub = Hub(max_connections=20000, flush_pacing=10.0, on_request=on_request)
+    subs = Subscribers(hub, n, ["pace"])
+    client, server_end = socket.socketpair()
+    hub.adopt(server_end.detach())
+    client.setblocking(False)
+
+    async def attempt():
+        loop = asyncio.get_running_loop()
+        hub.publish("pace", b"x" * 64)          # a pass over 2,000 sockets: pacing starts
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        hub.publish("pace", b"y" * 64)          # waits for pacing (at most 5 ms)
+        await loop.sock_sendall(client, b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
+        answer = await asyncio.wait_for(loop.sock_recv(client, 4096), 5)
+        waiting = hub.stats()["queued_bytes"]   # the subscribers' second message, unwritten
+        for _ in range(400):                    # the paced pass, then nothing queued
+            if hub.stats()["queued_bytes"] == 0:
+                break
+            await asyncio.sleep(0.005)
+        for c in subs.clients:
+            drain(c)
+        return answer, waiting
+
+    async def main():
+        hub.attach()
+        try:
+            return [await attempt() for _ in range(3)]
+        finally:
+            hub.detach()
+    try:
+        results = asyncio.run(main())
+        assert all(a.startswith(b"HTTP/1.1 200 OK") and a.endswith(b"ok") for a, _ in results)
+        assert hub.stats()["paced"] >= 1
+        # timing: the pacing wait may end before the request is read; not three times in a row
+        assert any(waiting > 0 for _, waiting in results), results
+    finally:
+        client.close()
         subs.close()
         hub.close()
 
