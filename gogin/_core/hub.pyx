@@ -1076,7 +1076,8 @@ cdef class Hub:
             # Answers are not paced: what these requests were answered leaves now, in one
             # sendmsg, not after the pacing wait of the subscribers' bytes.  A publisher that
             # waits for its answers (requests in flight) would else slow down with every
-            # wait, and leave the core idle meanwhile.
+            # wait, and leave the core idle meanwhile.  (_pace_until is 0 while no pass has
+            # asked for a wait: the answers then leave with this turn's pass anyway.)
             self._write(c)
 
     cdef inline bint _backlogged(self, Conn *c) noexcept:

@@ -19,6 +19,7 @@ from gogin._core.responses import NO_CACHE_HEADERS
 # part after a '/' starts with wins; JSON when none does
 SUBTYPES = ("plain", "json", "yaml", "xml", "x-json", "x-yaml")
 ANSWERS = {"json": PUB_ANSWER_JSON, "x-json": PUB_ANSWER_X_JSON}
+ANSWER_NAMES = ("empty", "json", "x-json")     # by PubAnswer value (check, answer_bytes)
 ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:~@/")
 
 # The heads Connection.respond() writes for the Python publisher location's 200
@@ -154,7 +155,7 @@ cdef class PublishRoute:
                             &binary, &answer)
         if names is None:
             return None
-        return names, binary, ("empty", "json", "x-json")[answer]
+        return names, binary, ANSWER_NAMES[answer]
 
 
 cdef bytes publish_answer(int answer, Channel ch, bint keep_alive):
@@ -170,4 +171,4 @@ cdef bytes publish_answer(int answer, Channel ch, bint keep_alive):
 
 def answer_bytes(str answer, Channel ch not None, bint keep_alive=True):
     """publish_answer() from Python (tests)."""
-    return publish_answer({"empty": 0, "json": 1, "x-json": 2}[answer], ch, keep_alive)
+    return publish_answer(ANSWER_NAMES.index(answer), ch, keep_alive)
