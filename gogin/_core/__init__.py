@@ -15,6 +15,7 @@ _EXPORTS = {
     "Format": "formats",                # a wire format (Hub.format)
     "format_http_date": "formats",      # the Last-Modified date the long-poll format writes
     "Channel": "registry",              # Hub.channel / Hub.ensure_channel
+    "channel_id_problem": "pubroute",   # the channel id rules of every location
     "Request": "http",                  # the parsed request head given to on_request
     # RFC 6455
     "Opcode": "frames", "CloseCode": "frames",
@@ -26,7 +27,7 @@ _EXPORTS = {
 __all__ = [  # a literal (static tools read it); tests/core/test_surface.py checks it is _EXPORTS
     "NO_CACHE_HEADERS", "READABLE", "WRITABLE", "Channel", "CloseCode", "Connection", "CoreError",
     "Format", "Hub", "Opcode", "Request", "Selector", "backends", "build_head",
-    "build_head_start", "default_backend", "format_http_date",
+    "build_head_start", "channel_id_problem", "default_backend", "format_http_date",
 ]
 
 

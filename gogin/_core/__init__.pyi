@@ -12,7 +12,7 @@ from typing import Any, Final, TypeAlias, TypeVar, final, overload
 __all__ = [
     "NO_CACHE_HEADERS", "READABLE", "WRITABLE", "Channel", "CloseCode", "Connection", "CoreError",
     "Format", "Hub", "Opcode", "Request", "Selector", "backends", "build_head",
-    "build_head_start", "default_backend", "format_http_date",
+    "build_head_start", "channel_id_problem", "default_backend", "format_http_date",
 ]
 
 _T = TypeVar("_T")
@@ -182,11 +182,11 @@ class Hub:
         """Publish one message to one channel (returns the connections it was queued to) or to
         several in one call (returns (Channel, queued, created) per name); create: make a
         missing channel; binary None: text if the payload is UTF-8 (checked in the core)."""
-    def publish_items(self, items: list[Any], known: set[str],
-                      check_id: Callable[[str], str | None]) -> list[tuple[int, str]] | None:
+    def publish_items(self, items: list[Any],
+                      max_id_len: int) -> list[tuple[int, str]] | None:
         """The publisher WebSocket's JSON items (id, text, event_id, event_type) published in
-        order in one call, as text, channels created on first publish; None, or the
-        (index, reason) of each item refused."""
+        order in one call, as text, channels created on first publish, ids checked by the
+        rules of channel_id_problem; None, or the (index, reason) of each item refused."""
     def publish_route(self, path: str, *, public: bool = False, api_key: str | None = None,
                       info: bool = True, events_channel: str | None = None,
                       max_channel_id_length: int = 1024, max_message_size: int = 1048576,
@@ -271,6 +271,13 @@ def build_head(status: int, headers: _Headers = (), content_length: int = -1,
 def build_head_start(status: int, headers: _Headers = ()) -> bytes:
     """The status line and header lines of an answer, without Content-Length, Connection or
     the blank line: the head of a long-poll format, which adds those per message."""
+
+# -- pubroute.pyx ----------------------------------------------------------------------------
+
+def channel_id_problem(name: str, max_len: int) -> tuple[int, str] | None:
+    """None when `name` may be named as a channel id (not empty, not ALL, no '*', at most
+    max_len code points, no control character, no '/', not '.' or '..', no lone surrogate),
+    else (HTTP status, reason): the rules of every location."""
 
 # -- formats.pyx -----------------------------------------------------------------------------
 

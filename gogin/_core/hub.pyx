@@ -58,7 +58,9 @@ from gogin._core.history cimport (
 from gogin._core.envelope cimport Envelope, envelope_parse, ENV_BINARY, ENV_DELETED
 from gogin._core.http cimport Request
 from gogin._core.replay cimport find_event, replay_start, gap_record, stored_frame
-from gogin._core.pubroute cimport PublishRoute, publish_answer
+from gogin._core.pubroute cimport (
+    PublishRoute, publish_answer, channel_id_error, member_offsets, slot_at,
+)
 from gogin._core.responses cimport head_start, finish_answer, error_answer
 from gogin._core.registry cimport Registry, Channel, Sub
 from gogin._core.selector cimport Selector, GG_READABLE, GG_WRITABLE, GG_NONE
@@ -80,6 +82,10 @@ from gogin._core.connection import STATE_NAMES
 from gogin._core.responses import NO_CACHE_HEADERS
 from gogin._core.formats import Format as _Format
 from gogin._core.buffers import frame_counters
+
+# the fields of a publisher WebSocket item (gogin.locations.publisher.PublishItem), in the
+# order publish_items reads them
+cdef tuple ITEM_FIELDS = ("id", "text", "event_id", "event_type")
 
 log = logging.getLogger("gogin.core")
 
@@ -489,6 +495,8 @@ cdef class Hub:
     cdef ConnConfig _cc             # limits and timeouts (in ticks) of every connection
     cdef bytes _gap_text            # the gap signal's text (id -4)
     cdef dict _pub_routes           # request path -> PublishRoute (the publisher fast path)
+    cdef type _item_type            # publish_items: the items' class, and the slot offsets of
+    cdef Py_ssize_t _item_off[4]    # its ITEM_FIELDS (-1: read by name)
     # limits (readonly for Python; set once in __init__)
     cdef readonly Py_ssize_t max_connections
     cdef readonly Py_ssize_t max_head_size
@@ -1507,7 +1515,7 @@ cdef class Hub:
             out.append((ch, queued, created))
         return out
 
-    def publish_items(self, list items, set known, check_id):
+    def publish_items(self, list items, Py_ssize_t max_id_len):
         """The multi-channel publisher WebSocket's common case in one call: items are its
         decoded JSON items (objects with ``id`` (a str or a list of str), ``text`` (str),
         ``event_id`` and ``event_type`` (str or None): gogin's PublishItem), published in
@@ -1516,11 +1524,10 @@ cdef class Hub:
 
         An item is refused, with the same reason and in the same order of checks as the
         Python publisher location gives it: no channel ("id must be ..."), empty text, an
-        event field with CR or LF, a channel id ``check_id(name)`` refuses (called only for a
-        name not in ``known``: it returns None, having added the name to ``known``, or the
-        reason), the text not being valid Unicode.  The events channel is not checked here:
-        the caller takes this path only without one (its channel_created events go out
-        between the publishes).
+        event field with CR or LF, a channel id the rules of every location refuse
+        (``channel_id_problem`` with ``max_id_len``), the text not being valid Unicode.  The
+        events channel is not checked here: the caller takes this path only without one
+        (its channel_created events go out between the publishes).
 
         Returns None when every item was published, else the list of (index, reason) of
         those that were not."""
@@ -1530,12 +1537,23 @@ cdef class Hub:
         cdef str name
         cdef const char *p = NULL
         cdef bint created
+        cdef int status
+        cdef PyObject *v
+        cdef Py_ssize_t *off = self._item_off
         for i in range(len(items)):
             item = items[i]
-            ids = item.id
-            text = item.text
-            eid = item.event_id
-            etype = item.event_type
+            if type(item) is not self._item_type:
+                member_offsets(type(item), ITEM_FIELDS, off)
+                self._item_type = type(item)
+            # the fields straight from their slots (a msgspec Struct), else by name
+            v = slot_at(item, off[0])
+            ids = <object>v if v != NULL else item.id
+            v = slot_at(item, off[1])
+            text = <object>v if v != NULL else item.text
+            v = slot_at(item, off[2])
+            eid = <object>v if v != NULL else item.event_id
+            v = slot_at(item, off[3])
+            etype = <object>v if v != NULL else item.event_type
             if type(ids) is str:
                 names = None
                 k = 1
@@ -1563,10 +1581,9 @@ cdef class Hub:
             else:
                 for j in range(k):
                     name = <str>ids if names is None else <str>names[j]
-                    if name not in known:
-                        err = check_id(name)
-                        if err is not None:
-                            break
+                    err = channel_id_error(name, max_id_len, &status)
+                    if err is not None:
+                        break
             if err is None:
                 try:
                     p = PyUnicode_AsUTF8AndSize(text, &plen)

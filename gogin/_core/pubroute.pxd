@@ -2,6 +2,7 @@
 # with what.  The hub publishes and writes; this module only reads the request.
 
 cimport cython
+from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t
 
 from gogin._core.http cimport Request
@@ -33,3 +34,19 @@ cdef class PublishRoute:
 
 # The whole 200 (head and body) the Python publisher location would write for it.
 cdef bytes publish_answer(int answer, Channel ch, bint keep_alive)
+
+
+# Why a channel id cannot be named, or None (*status: 400 or 403): the rules of every
+# location, the publisher WebSocket and the main server's grants, in one place.
+cdef str channel_id_error(str name, Py_ssize_t max_len, int *status)
+
+
+# The publisher WebSocket's decoded items (msgspec Structs) have their fields in slots: their
+# offsets, learned once per class, let the hub read a field without an attribute lookup.
+# member_offsets fills offs[i] for names[i] (-1: not a plain object slot, use getattr).
+cdef void member_offsets(type cls, tuple names, Py_ssize_t *offs)
+# The field at offs (>= 0) of obj, a borrowed reference, or NULL (unset, or offs < 0).
+cdef inline PyObject *slot_at(object obj, Py_ssize_t off) noexcept:
+    if off < 0:
+        return NULL
+    return (<PyObject **>((<char *><PyObject *>obj) + off))[0]

@@ -8,7 +8,12 @@ in the same order, its answer built by ``responses`` like every other.
 """
 
 cimport cython
+from cpython.object cimport PyTypeObject, Py_TYPE
+from cpython.ref cimport PyObject
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.unicode cimport (
+    PyUnicode_GET_LENGTH, PyUnicode_KIND, PyUnicode_DATA, PyUnicode_READ,
+)
 
 from gogin._core.frames cimport utf8_valid
 from gogin._core.responses cimport head_start, finish_answer
@@ -42,6 +47,83 @@ cdef inline bint _same_secret(bytes a, bytes b):
     for i in range(n):
         d |= x[i] ^ y[i]
     return d == 0
+
+
+cdef str channel_id_error(str name, Py_ssize_t max_len, int *status):
+    # One pass over the code points, then the reasons in the order the locations have always
+    # given them (the first that applies wins).  In C because the publisher WebSocket checks
+    # every id of every item: a set of ids already checked cost more than this (a hash and a
+    # cold table per item).
+    cdef Py_ssize_t i, n = PyUnicode_GET_LENGTH(name)
+    cdef int kind = PyUnicode_KIND(name)
+    cdef void *data = PyUnicode_DATA(name)
+    cdef Py_UCS4 ch
+    cdef bint star = False, control = False, slash = False, surrogate = False
+    for i in range(n):
+        ch = PyUnicode_READ(kind, data, i)
+        if ch == 0x2A:
+            star = True
+        elif ch < 0x20 or ch == 0x7F:
+            control = True
+        elif ch == 0x2F:
+            slash = True
+        elif 0xD800 <= ch <= 0xDFFF:
+            surrogate = True          # a lone surrogate escape ("\ud800" in JSON): not UTF-8
+    status[0] = 400
+    if n == 0:
+        return "No channel id provided."
+    if star or name == "ALL":
+        status[0] = 403
+        return "Channel id not authorized for this method."
+    if n > max_len:
+        return "Channel id is too large."
+    if control:
+        return "Channel id has control characters."
+    # '/' separates ids in paths and ?id= lists, so an id holding one could never be named
+    # alone; '.' and '..' are what a proxy in front normalizes away from a path
+    if slash or name == "." or name == "..":
+        return "Invalid channel id."
+    if surrogate:
+        return "Channel id is not valid UTF-8."
+    return None
+
+
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDef:
+        int type
+        Py_ssize_t offset
+        int flags
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef *d_member
+    PyTypeObject PyMemberDescr_Type
+    PyObject *_PyType_Lookup(PyTypeObject *t, PyObject *name)
+
+cdef extern from "structmember.h":
+    enum:
+        T_OBJECT
+        T_OBJECT_EX
+
+
+cdef void member_offsets(type cls, tuple names, Py_ssize_t *offs):
+    cdef Py_ssize_t i
+    cdef PyObject *d
+    cdef PyMemberDef *m
+    for i in range(len(names)):
+        offs[i] = -1
+        # the class's own attribute, found along the MRO without running a descriptor
+        d = _PyType_Lookup(<PyTypeObject *>cls, <PyObject *>names[i])
+        if d == NULL or Py_TYPE(<object>d) != &PyMemberDescr_Type:
+            continue
+        m = (<PyMemberDescrObject *>d).d_member
+        if m.type == T_OBJECT_EX or m.type == T_OBJECT:
+            offs[i] = m.offset
+
+
+def channel_id_problem(str name not None, Py_ssize_t max_len):
+    """None when ``name`` is a channel id that may be named, else (status, reason)."""
+    cdef int status = 0
+    cdef str reason = channel_id_error(name, max_len, &status)
+    return None if reason is None else (status, reason)
 
 
 @cython.final

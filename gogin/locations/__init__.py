@@ -30,7 +30,6 @@ from gogin.locations.base import (
 )
 from gogin.locations.http import NO_CACHE, Answers
 from gogin.locations.publisher import (
-    CHECKED_IDS_MAX,
     PUBLISHER_METHODS,
     PublisherLocation,
     PublishItem,
@@ -45,7 +44,7 @@ from gogin.locations.subscriber import (
 )
 
 __all__ = [
-    "ALLOW_GET", "CHECKED_IDS_MAX", "JSONP_CALLBACK", "MAX_PENDING_PUBLISHES", "NO_CACHE",
+    "ALLOW_GET", "JSONP_CALLBACK", "MAX_PENDING_PUBLISHES", "NO_CACHE",
     "PUBLISHER_METHODS", "ROLES", "STREAMING", "WS_HEADERS_EXPLAIN", "WS_VERSIONS",
     "WS_VERSION_EXPLAIN", "Answers", "ChannelRow", "ClientState", "HealthLocation", "Location",
     "LocationContext", "MetricsLocation", "PublishItem", "PublisherLocation", "Router",

@@ -32,12 +32,6 @@ class PublisherLocation(Location):
     """POST/PUT publish, GET info, DELETE, and the publisher WebSocket (docs/protocol.md,
     Publisher)."""
 
-    def __init__(self, ctx, cfg):
-        super().__init__(ctx, cfg)
-        # channel ids that passed check_channel_id (its rules depend only on the id and the
-        # limits, fixed while the server runs), bounded by CHECKED_IDS_MAX
-        self._checked_ids: set = set()
-
     def body_limit(self, req) -> int:
         # a POST/PUT body is the message; a DELETE body the text of the deleted message
         if req.method in ("POST", "PUT", "DELETE"):
@@ -186,7 +180,8 @@ class PublisherLocation(Location):
             if not self.ctx.broker.shared and not self.ctx.config.limits.events_channel_id:
                 # all of it in the core, one call for the frame (no channel_created events
                 # to interleave, no broker to hand each item to)
-                errors = self.ctx.hub.publish_items(items, self._checked_ids, self._new_id)
+                errors = self.ctx.hub.publish_items(
+                    items, self.ctx.config.limits.max_channel_id_length)
                 if errors:
                     for i, err in errors:
                         conn.send(json.dumps({"error": err, "index": i}))
@@ -209,18 +204,6 @@ class PublisherLocation(Location):
             if err:
                 conn.send(json.dumps({"error": err, "index": i}))
 
-    def _new_id(self, name: str) -> Optional[str]:
-        """A channel id not seen yet: why it cannot be published to, or None (remembered)."""
-        try:
-            check_channel_id(name, self.ctx.config.limits)
-        except HttpError as e:
-            return e.explain
-        known = self._checked_ids
-        if len(known) >= CHECKED_IDS_MAX:
-            known.clear()
-        known.add(name)
-        return None
-
     def _publish_item(self, item, index=0, conn=None) -> Optional[str]:
         if not isinstance(item, dict):
             return "each message is a JSON object"
@@ -240,12 +223,11 @@ class PublisherLocation(Location):
             event_field_error("event_type", event_type)
         if err:
             return err
-        known = self._checked_ids
         for n in names:
-            if n not in known:
-                err = self._new_id(n)
-                if err is not None:
-                    return err
+            try:
+                check_channel_id(n, self.ctx.config.limits)
+            except HttpError as e:
+                return e.explain
         if self.ctx.channels.is_events_channel(names):
             return "Channel id not authorized for this method."
         try:
@@ -280,7 +262,6 @@ class PublishItem(msgspec.Struct, forbid_unknown_fields=False):
 
 
 _item_decoder = msgspec.json.Decoder(Union[PublishItem, list[PublishItem]])
-CHECKED_IDS_MAX = 100_000
 
 
 def _decode_publish_items(data) -> list:
