@@ -149,6 +149,7 @@ cdef class PublishRoute:
         cdef list names
         cdef bytes body
         cdef Py_ssize_t n
+        cdef int status
         if req.method != "POST" and req.method != "PUT":
             return None
         if not self.public and not peer_allowed:
@@ -192,8 +193,8 @@ cdef class PublishRoute:
         for name in ids.split("/"):
             if not name or name in names:
                 continue
-            if len(name) > self.max_id_len or name == "ALL" or name == "." or name == "..":
-                return None
+            if channel_id_error(name, self.max_id_len, &status) is not None:
+                return None          # Python answers it, with the reason
             names.append(name)
         if not names or (self.info and len(names) > 1):
             return None
